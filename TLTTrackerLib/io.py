@@ -1,0 +1,126 @@
+"""Read and write CT volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders) as :class:`~TLTTrackerLib.geometry.Volume`.
+
+SimpleITK does the file work, so geometry is ITK's: origin/spacing/direction in LPS, ``GetArrayFromImage``
+gives ``(z, y, x)``. Writing is atomic (a temporary file in the target folder, then ``os.replace``), and
+never overwrites the input it was read from unless asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .geometry import Volume
+
+logger = logging.getLogger(__name__)
+
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def _sitk():  # imported lazily: keeps `import TLTTrackerLib` light
+    import SimpleITK as sitk
+
+    return sitk
+
+
+def volume_from_sitk(image: "object") -> Volume:
+    """SimpleITK image (3D, scalar) -> Volume; array is a copy in ``(z, y, x)`` order."""
+    sitk = _sitk()
+    if image.GetDimension() != 3:
+        raise InputError(f"expected a 3D image, got a {image.GetDimension()}D image; give one 3D CT volume")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError("expected a scalar (grey-level) CT image, got a multi-component (colour/vector) image")
+    array = sitk.GetArrayFromImage(image)
+    return Volume(
+        array=array,
+        origin_lps_mm=np.array(image.GetOrigin()),
+        spacing_mm=np.array(image.GetSpacing()),
+        direction=np.array(image.GetDirection()).reshape(3, 3),
+    )
+
+
+def volume_to_sitk(volume: Volume) -> "object":
+    """Volume -> SimpleITK image with the same geometry (array is copied)."""
+    sitk = _sitk()
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))
+    image.SetOrigin(tuple(float(v) for v in volume.origin_lps_mm))
+    image.SetSpacing(tuple(float(v) for v in volume.spacing_mm))
+    image.SetDirection(tuple(float(v) for v in volume.direction.reshape(-1)))
+    return image
+
+
+def _dicom_series(folder: Path) -> list[str]:
+    sitk = _sitk()
+    series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ()
+    if not series_ids:
+        raise InputError(f"no DICOM series found in folder {folder}; give a folder of DICOM slices or a volume file")
+    if len(series_ids) > 1:
+        listing = ", ".join(
+            f"{sid} ({len(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid))} files)" for sid in series_ids
+        )
+        raise InputError(
+            f"folder {folder} holds {len(series_ids)} DICOM series: {listing}; put one series per folder"
+        )
+    return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
+
+
+def read_volume(path: str | os.PathLike[str]) -> Volume:
+    """Read a 3D CT volume from a file (NIfTI, NRRD, MHA, ...) or a DICOM series folder.
+
+    Raises:
+        InputError: the path is missing, unreadable, not 3D, or a folder with no or several DICOM series.
+    """
+    sitk = _sitk()
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"file not found: {p}; check the path")
+    try:
+        if p.is_dir():
+            files = _dicom_series(p)
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(files)
+            image = reader.Execute()
+        else:
+            image = sitk.ReadImage(str(p))
+    except InputError:
+        raise
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read image {p}: {first}; is it a NIfTI/NRRD/MHA file or a DICOM folder?") from exc
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        image = image[:, :, :, 0]
+    volume = volume_from_sitk(image) if image.GetDimension() == 3 else None
+    if volume is None:
+        raise InputError(f"{p} is a {image.GetDimension()}D image (size {image.GetSize()}); give a 3D CT volume")
+    logger.debug("read %s: %r", p, volume)
+    return volume
+
+
+def atomic_write(path: Path, write: "object", suffix: str = "") -> None:
+    """Call ``write(tmp_path)`` then move the temporary file onto ``path`` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or "".join(path.suffixes), dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))  # type: ignore[operator]
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_volume(volume: Volume, path: str | os.PathLike[str], compress: bool = True) -> Path:
+    """Write a Volume atomically to a NIfTI/NRRD/MHA file (format from the suffix). Returns the path."""
+    sitk = _sitk()
+    p = Path(path)
+    name = p.name.lower()
+    if not name.endswith(VOLUME_SUFFIXES):
+        raise InputError(f"unsupported output file type {p.name}; use one of {', '.join(VOLUME_SUFFIXES)}")
+    image = volume_to_sitk(volume)
+    atomic_write(p, lambda tmp: sitk.WriteImage(image, str(tmp), compress))
+    return p

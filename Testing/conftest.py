@@ -1,0 +1,33 @@
+"""Shared pytest fixtures: paths to ../shared/data (tests skip when absent) and small synthetic volumes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TLT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def shared_file(relative: str) -> Path:
+    """Path under ../shared/data, or skip the test when it is absent."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def oblique_direction(angle_deg: float = 20.0) -> np.ndarray:
+    """An orthonormal, non-identity direction matrix (rotation about z then x)."""
+    a = np.deg2rad(angle_deg)
+    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(a / 2), -np.sin(a / 2)], [0, np.sin(a / 2), np.cos(a / 2)]])
+    return rz @ rx
