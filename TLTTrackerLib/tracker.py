@@ -21,6 +21,7 @@ import numpy as np
 from .errors import InputError, TLTError
 from .geometry import Volume
 from .lesions import Lesion
+from .refine import refine_center
 from .registration import RegistrationResult, register_affine
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
 
-METHODS = ("affine",)
+METHODS = ("affine", "refine")
+AUTO_METHOD = "refine"  # best measured method without a model (docs/benchmarks.md)
 
 
 class Cancelled(TLTError):
@@ -89,7 +91,8 @@ class LesionTracker:
         self.timing_s: dict[str, float] = {}
 
     def resolved_method(self) -> str:
-        return "affine" if self.method == "auto" else self.method
+        """The method ``track`` will use ("auto" resolved)."""
+        return AUTO_METHOD if self.method == "auto" else self.method
 
     def set_pair(
         self,
@@ -115,8 +118,17 @@ class LesionTracker:
         lesions: Sequence[Lesion],
         progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
+        with_heatmap: bool = False,
+        backtrack: bool = True,
     ) -> list[TrackedLesion]:
-        """Track ``lesions`` (baseline LPS) into the follow-up. Call :meth:`set_pair` first."""
+        """Track ``lesions`` (baseline LPS) into the follow-up. Call :meth:`set_pair` first.
+
+        Args:
+            with_heatmap: attach each lesion's matching score map (a small LPS-aligned Volume, values in
+                [-1, 1], in the follow-up's physical frame) as ``TrackedLesion.heatmap``.
+            backtrack: track each result back to the baseline; when it does not come back within the lesion
+                radius (at least 1.5 mm), halve the confidence and add the flag ``"backtrack_mismatch"``.
+        """
         if self.registration is None or self.baseline is None or self.followup is None:
             raise InputError("no scan pair set: call set_pair(baseline, followup) before track()")
         for les in lesions:
@@ -125,26 +137,83 @@ class LesionTracker:
                     f"lesion {les.id} at LPS {np.round(les.center_lps_mm, 1).tolist()} mm lies outside the "
                     "baseline volume; place it on the baseline scan"
                 )
+        method = self.resolved_method()
         t0 = time.perf_counter()
         results = []
         for n, les in enumerate(lesions):
             if cancel and cancel():
                 raise Cancelled("tracking cancelled")
-            affine_c = self.registration.baseline_to_followup.apply(les.center_lps_mm)
-            flags = () if self.followup.contains_lps(affine_c) else ("outside_followup",)
-            results.append(
-                TrackedLesion(
-                    id=les.id,
-                    baseline_center_lps_mm=les.center_lps_mm,
-                    followup_center_lps_mm=affine_c,
-                    radius_mm=les.radius_mm,
-                    method="affine",
-                    confidence=0.5 if not flags else 0.0,
-                    affine_center_lps_mm=affine_c,
-                    flags=flags,
-                )
-            )
+            results.append(self._track_one(les, method, with_heatmap, backtrack))
             if progress:
                 progress((n + 1) / len(lesions), f"tracked {les.id}")
         self.timing_s["tracking"] = time.perf_counter() - t0
         return results
+
+    def _track_one(self, les: Lesion, method: str, with_heatmap: bool, backtrack: bool) -> TrackedLesion:
+        assert self.registration is not None and self.baseline is not None and self.followup is not None
+        forward = self.registration.baseline_to_followup
+        affine_c = forward.apply(les.center_lps_mm)
+        flags: list[str] = []
+        heatmap = None
+        extra: dict[str, Any] = {}
+        if method == "affine":
+            center, confidence = affine_c, 0.5
+        else:
+            res = refine_center(self.baseline, self.followup, les.center_lps_mm, les.radius_mm, forward,
+                                keep_maps=with_heatmap)
+            center, confidence = res.center_lps_mm, res.confidence
+            extra["stage_ncc"] = [round(v, 4) for v in res.stage_ncc]
+            if res.fell_back:
+                flags.append("low_similarity")
+            if with_heatmap and res.info.get("maps"):
+                score, origin, spacing = res.info["maps"][0]
+                heatmap = Volume(score, origin, np.full(3, spacing))
+            if backtrack and not res.fell_back:
+                back = refine_center(self.followup, self.baseline, center, les.radius_mm, forward.inverse())
+                miss_mm = float(np.linalg.norm(back.center_lps_mm - les.center_lps_mm))
+                extra["backtrack_error_mm"] = round(miss_mm, 3)
+                if miss_mm > max(les.radius_mm, 1.5):
+                    flags.append("backtrack_mismatch")
+                    confidence *= 0.5
+        if not self.followup.contains_lps(center):
+            flags.append("outside_followup")
+            confidence = 0.0
+        return TrackedLesion(
+            id=les.id,
+            baseline_center_lps_mm=les.center_lps_mm,
+            followup_center_lps_mm=np.asarray(center, dtype=float),
+            radius_mm=les.radius_mm,
+            method=method,
+            confidence=float(confidence),
+            affine_center_lps_mm=affine_c,
+            flags=tuple(flags),
+            heatmap=heatmap,
+            extra=extra,
+        )
+
+
+def track_chain(
+    volumes: Sequence[Volume],
+    lesions: Sequence[Lesion],
+    method: str = "auto",
+    progress: ProgressFn | None = None,
+) -> list[list[TrackedLesion]]:
+    """Track lesions through time points ``volumes[0] -> volumes[1] -> ...`` pair by pair.
+
+    Returns one result list per follow-up (``len(volumes) - 1`` lists); each step starts from the previous
+    step's follow-up centres (same ids and radii).
+    """
+    if len(volumes) < 2:
+        raise InputError("track_chain needs at least two volumes (baseline and one follow-up)")
+    chain: list[list[TrackedLesion]] = []
+    current = list(lesions)
+    steps = len(volumes) - 1
+    for n in range(steps):
+        tracker = LesionTracker(method=method)
+        tracker.set_pair(volumes[n], volumes[n + 1])
+        results = tracker.track(current)
+        chain.append(results)
+        current = [Lesion(r.id, r.followup_center_lps_mm, r.radius_mm) for r in results]
+        if progress:
+            progress((n + 1) / steps, f"time point {n + 1} of {steps}")
+    return chain

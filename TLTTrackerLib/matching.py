@@ -1,0 +1,121 @@
+"""Template matching primitives: patch sampling on oriented grids, FFT normalised cross-correlation, peaks.
+
+All grids here are cubic-lattice patches in a *local* frame: node (a, b, c) of a patch with ``spacing_mm`` s and
+half-size ``h`` voxels sits at ``center + linear @ (s * ([c, b, a] - h))`` (local offsets in x, y, z order, arrays in
+z, y, x order). With ``linear`` = identity the patch axes are the LPS axes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import gaussian_filter, map_coordinates
+from scipy.signal import fftconvolve
+
+from .geometry import Volume
+
+AIR_HU = -1024.0
+
+
+def patch_offsets_mm(half_size: tuple[int, int, int], spacing_mm: float) -> np.ndarray:
+    """Local offsets of a patch's nodes, ``(2hz+1, 2hy+1, 2hx+1, 3)`` in mm, last axis x, y, z.
+
+    ``half_size`` is in voxels, order (z, y, x).
+    """
+    hz, hy, hx = half_size
+    z, y, x = np.meshgrid(
+        np.arange(-hz, hz + 1), np.arange(-hy, hy + 1), np.arange(-hx, hx + 1), indexing="ij"
+    )
+    return np.stack([x, y, z], axis=-1).astype(np.float64) * spacing_mm
+
+
+def sample_patch(
+    volume: Volume,
+    center_lps_mm: np.ndarray,
+    half_size: tuple[int, int, int],
+    spacing_mm: float,
+    linear: np.ndarray | None = None,
+    order: int = 1,
+) -> np.ndarray:
+    """Sample ``volume`` on a patch grid around ``center_lps_mm``; returns float32 ``(2hz+1, 2hy+1, 2hx+1)``.
+
+    Points outside the volume read as air (-1024 HU); input values below -1024 are clamped.
+    """
+    offsets = patch_offsets_mm(half_size, spacing_mm).reshape(-1, 3)
+    if linear is not None:
+        offsets = offsets @ np.asarray(linear, dtype=float).T
+    points = offsets + np.asarray(center_lps_mm, dtype=float)
+    idx_kji = volume.lps_to_index_kji(points).T
+    values = map_coordinates(volume.array, idx_kji, order=order, mode="constant", cval=AIR_HU, output=np.float32)
+    np.maximum(values, AIR_HU, out=values)
+    return values.reshape(tuple(2 * h + 1 for h in half_size))
+
+
+def axis_resolution_mm(volume: Volume) -> np.ndarray:
+    """Approximate resolution of ``volume`` along the LPS x, y, z axes, ``(3,)`` mm."""
+    return np.abs(volume.direction) @ volume.spacing_mm
+
+
+def match_resolution(patch: np.ndarray, own_mm: np.ndarray, target_mm: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """Blur ``patch`` (z, y, x) so its resolution per axis goes from ``own_mm`` to ``target_mm`` (x, y, z order).
+
+    Gaussian slice profile: sigma = sqrt(target² - own²) / 2.355 (FWHM to sigma), in patch voxels.
+    """
+    extra = np.sqrt(np.maximum(np.asarray(target_mm) ** 2 - np.asarray(own_mm) ** 2, 0.0)) / 2.355 / spacing_mm
+    sigma_zyx = extra[::-1]
+    if np.all(sigma_zyx < 0.2):
+        return patch
+    return gaussian_filter(patch, sigma=sigma_zyx, mode="nearest")
+
+
+def _box_sum(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum of ``image`` over every window of ``shape`` ('valid' positions), via cumulative sums."""
+    c = image.astype(np.float64)
+    for axis, w in enumerate(shape):
+        c = np.cumsum(c, axis=axis)
+        pad = [(0, 0)] * c.ndim
+        pad[axis] = (1, 0)
+        c = np.pad(c, pad)
+        hi = [slice(None)] * c.ndim
+        lo = [slice(None)] * c.ndim
+        hi[axis] = slice(w, None)
+        lo[axis] = slice(None, -w)
+        c = c[tuple(hi)] - c[tuple(lo)]
+    return c
+
+
+def ncc_map(template: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Normalised cross-correlation of ``template`` at every 'valid' position of ``image`` (both 3D).
+
+    Returns ``(I - T + 1)`` per axis, values in [-1, 1]; entry (0, 0, 0) aligns the template's first voxel with
+    the image's first voxel. Flat windows (no variance) score 0.
+    """
+    t = template.astype(np.float64)
+    t = t - t.mean()
+    t_norm = np.sqrt(np.sum(t * t))
+    n = t.size
+    numerator = fftconvolve(image.astype(np.float64), t[::-1, ::-1, ::-1], mode="valid")
+    s1 = _box_sum(image, t.shape)
+    s2 = _box_sum(image.astype(np.float64) ** 2, t.shape)
+    var = np.maximum(s2 - s1 * s1 / n, 0.0)
+    denom = t_norm * np.sqrt(var)
+    out = np.zeros_like(numerator)
+    ok = denom > 1e-6 * max(t_norm, 1e-12) * np.sqrt(n)
+    out[ok] = numerator[ok] / denom[ok]
+    return np.clip(out, -1.0, 1.0)
+
+
+def subvoxel_peak(score: np.ndarray) -> tuple[np.ndarray, float]:
+    """Argmax of a 3D score with a per-axis parabolic refinement. Returns (index (z, y, x) float, peak value)."""
+    idx = np.array(np.unravel_index(int(np.argmax(score)), score.shape))
+    peak = float(score[tuple(idx)])
+    refined = idx.astype(float)
+    for axis in range(3):
+        if 0 < idx[axis] < score.shape[axis] - 1:
+            lo, hi = idx.copy(), idx.copy()
+            lo[axis] -= 1
+            hi[axis] += 1
+            a, b, c = float(score[tuple(lo)]), peak, float(score[tuple(hi)])
+            denom = a - 2 * b + c
+            if denom < 0:
+                refined[axis] += float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5))
+    return refined, peak

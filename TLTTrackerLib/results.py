@@ -1,0 +1,99 @@
+"""RESULTS.json / CSV: the output contract of ``tlt-tracker track`` (and of the Slicer module's export).
+
+RESULTS.json::
+
+    {"coordinate_system": "LPS",
+     "lesions": [{"id": "L1", "baseline_center": [x, y, z], "followup_center": [x, y, z], "method": "refine",
+                  "confidence": 0.93, "affine_center": [x, y, z], "radius_mm": 6.0, "flags": []}, ...],
+     "registration": {"baseline_to_followup": {...}, "metric_value": ..., "seconds": ...},
+     "timing_s": {"read": ..., "registration": ..., "tracking": ..., "total": ...},
+     "version": "0.1.0"}
+
+Centres are mm in ``coordinate_system`` (the frame the lesions were given in).
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import __version__
+from .lesions import to_frame
+
+CSV_COLUMNS = (
+    "id", "baseline_x", "baseline_y", "baseline_z", "followup_x", "followup_y", "followup_z",
+    "displacement_mm", "confidence", "method", "radius_mm", "flags",
+)
+
+
+def results_to_dict(
+    results: Sequence[Any], registration: Any, timing_s: dict[str, float], frame: str = "LPS"
+) -> dict[str, Any]:
+    """TrackedLesion list + RegistrationResult -> the RESULTS.json structure, centres in ``frame``."""
+    lesions = []
+    for r in results:
+        lesions.append(
+            {
+                "id": r.id,
+                "baseline_center": to_frame(r.baseline_center_lps_mm, frame).round(3).tolist(),
+                "followup_center": to_frame(r.followup_center_lps_mm, frame).round(3).tolist(),
+                "method": r.method,
+                "confidence": round(float(r.confidence), 4),
+                "affine_center": to_frame(r.affine_center_lps_mm, frame).round(3).tolist(),
+                "radius_mm": r.radius_mm,
+                "flags": list(r.flags),
+            }
+        )
+    return {
+        "coordinate_system": frame.upper(),
+        "lesions": lesions,
+        "registration": registration.to_dict() if registration is not None else None,
+        "timing_s": {k: round(float(v), 4) for k, v in timing_s.items()},
+        "version": __version__,
+    }
+
+
+def _csv_text(payload: dict[str, Any]) -> str:
+    buf = _io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(CSV_COLUMNS)
+    for les in payload["lesions"]:
+        b, f = np.array(les["baseline_center"]), np.array(les["followup_center"])
+        writer.writerow(
+            [les["id"], *b.tolist(), *f.tolist(), round(float(np.linalg.norm(f - b)), 3), les["confidence"],
+             les["method"], les["radius_mm"], ";".join(les["flags"])]
+        )
+    return buf.getvalue()
+
+
+def write_results(payload: dict[str, Any], path: str | Path) -> Path:
+    """Write RESULTS as JSON, or as CSV when ``path`` ends in .csv (frame noted in the header comment-free)."""
+    from .io import atomic_write
+
+    p = Path(path)
+    text = _csv_text(payload) if p.suffix.lower() == ".csv" else json.dumps(payload, indent=2)
+    atomic_write(p, lambda tmp: tmp.write_text(text))
+    return p
+
+
+def format_table(payload: dict[str, Any]) -> str:
+    """A human-readable table of a RESULTS payload."""
+    frame = payload["coordinate_system"]
+    head = f"{'lesion':<10} {'follow-up centre (' + frame + ' mm)':<32} {'moved mm':>8} {'conf':>5}  method  flags"
+    lines = [head, "-" * len(head)]
+    for les in payload["lesions"]:
+        b, f = np.array(les["baseline_center"]), np.array(les["followup_center"])
+        centre = "(" + ", ".join(f"{v:7.1f}" for v in f) + ")"
+        lines.append(
+            f"{les['id']:<10} {centre:<32} {np.linalg.norm(f - b):8.1f} {les['confidence']:5.2f}  "
+            f"{les['method']:<7} {','.join(les['flags'])}"
+        )
+    t = payload.get("timing_s", {})
+    if t:
+        lines.append("time: " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()))
+    return "\n".join(lines)
