@@ -35,10 +35,12 @@ def sample_patch(
     spacing_mm: float,
     linear: np.ndarray | None = None,
     order: int = 1,
-) -> np.ndarray:
+    return_mask: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Sample ``volume`` on a patch grid around ``center_lps_mm``; returns float32 ``(2hz+1, 2hy+1, 2hx+1)``.
 
-    Points outside the volume read as air (-1024 HU); input values below -1024 are clamped.
+    Points outside the volume read as air (-1024 HU); input values below -1024 are clamped. With
+    ``return_mask`` also returns a bool array of the same shape: True where the point lies inside the volume.
     """
     offsets = patch_offsets_mm(half_size, spacing_mm).reshape(-1, 3)
     if linear is not None:
@@ -47,7 +49,12 @@ def sample_patch(
     idx_kji = volume.lps_to_index_kji(points).T
     values = map_coordinates(volume.array, idx_kji, order=order, mode="constant", cval=AIR_HU, output=np.float32)
     np.maximum(values, AIR_HU, out=values)
-    return values.reshape(tuple(2 * h + 1 for h in half_size))
+    shape = tuple(2 * h + 1 for h in half_size)
+    if not return_mask:
+        return values.reshape(shape)
+    upper = np.asarray(volume.shape_kji, dtype=float)[:, None] - 0.5
+    inside = np.all((idx_kji >= -0.5) & (idx_kji <= upper), axis=0)
+    return values.reshape(shape), inside.reshape(shape)
 
 
 def axis_resolution_mm(volume: Volume) -> np.ndarray:
@@ -101,6 +108,47 @@ def ncc_map(template: np.ndarray, image: np.ndarray) -> np.ndarray:
     out = np.zeros_like(numerator)
     ok = denom > 1e-6 * max(t_norm, 1e-12) * np.sqrt(n)
     out[ok] = numerator[ok] / denom[ok]
+    return np.clip(out, -1.0, 1.0)
+
+
+def masked_ncc_map(
+    template: np.ndarray,
+    image: np.ndarray,
+    template_weight: np.ndarray,
+    image_mask: np.ndarray,
+    min_overlap: float = 0.5,
+) -> np.ndarray:
+    """Weighted, masked NCC: like :func:`ncc_map`, but each template voxel counts with ``template_weight`` (≥ 0;
+    a bool mask or soft weights, e.g. a Gaussian that favours the lesion over its surroundings) and only image
+    voxels where ``image_mask`` is True count.
+
+    Masked normalised cross-correlation in the Fourier domain (D. Padfield, IEEE TIP 2012), here with real
+    template weights: every weighted sum over the overlap is a correlation. Positions whose overlapping weight is
+    below ``min_overlap`` of the template's total weight score 0. Returns the 'valid' map, ``(I - T + 1)`` per axis.
+    """
+    w = template_weight.astype(np.float64)
+    mi = image_mask.astype(np.float64)
+    t = template.astype(np.float64)
+    im = image.astype(np.float64) * mi
+    tw = t * w
+
+    def corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # sum over the window of a(window) * b(template)
+        return fftconvolve(a, b[::-1, ::-1, ::-1], mode="valid")
+
+    n = corr(mi, w)
+    s_t = corr(mi, tw)
+    s_tt = corr(mi, tw * t)
+    s_i = corr(im, w)
+    s_ii = corr(im * im, w)
+    s_ti = corr(im, tw)
+    safe_n = np.maximum(n, 1e-12)
+    num = s_ti - s_t * s_i / safe_n
+    var_t = np.maximum(s_tt - s_t * s_t / safe_n, 0.0)
+    var_i = np.maximum(s_ii - s_i * s_i / safe_n, 0.0)
+    denom = np.sqrt(var_t * var_i)
+    ok = (n >= min_overlap * max(w.sum(), 1e-12)) & (denom > 1e-9 * max(float(n.max()), 1.0))
+    out = np.zeros_like(num)
+    out[ok] = num[ok] / denom[ok]
     return np.clip(out, -1.0, 1.0)
 
 

@@ -89,3 +89,27 @@ def test_match_resolution_blurs_only_the_sharper_axis():
     out = match_resolution(patch, np.array([1.0, 1.0, 1.0]), np.array([1.0, 1.0, 5.0]), 1.0)
     assert out[10, 10, 10] < 1
     assert out[9, 10, 10] > 0 and out[10, 9, 10] == 0
+
+
+def test_masked_ncc_equals_plain_ncc_with_full_masks(rng):
+    from TLTTrackerLib.matching import masked_ncc_map
+
+    image = rng.normal(size=(14, 13, 12))
+    template = rng.normal(size=(5, 4, 3))
+    full = masked_ncc_map(template, image, np.ones(template.shape, bool), np.ones(image.shape, bool))
+    np.testing.assert_allclose(full, ncc_map(template, image), atol=1e-9)
+
+
+def test_masked_ncc_ignores_voxels_outside_the_field_of_view():
+    from TLTTrackerLib.matching import masked_ncc_map
+
+    image = _texture((40, 40, 40), seed=3)
+    k = 6
+    template = image[12:29, 12:29, 12:29].copy()  # true offset (+4, +4, +4) in the search region below
+    region = image[8 - k : 8 + 17 + k, 8 - k : 8 + 17 + k, 8 - k : 8 + 17 + k].copy()
+    mask = np.ones(region.shape, bool)
+    mask[:12] = False  # a third of the search region lies outside the follow-up scan
+    region[~mask] = AIR_HU
+    idx, peak = subvoxel_peak(masked_ncc_map(template, region, np.ones(template.shape, bool), mask))
+    np.testing.assert_allclose(idx - k, [4, 4, 4], atol=0.05)
+    assert peak > 0.99
