@@ -50,9 +50,20 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
         logging.getLogger("TLTTrackerLib").setLevel(level if verbose else max(level, logging.INFO))
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--lesion -33.8,-54.8,-150`` -> ``--lesion=-33.8,-54.8,-150`` (argparse would take the value for an option)."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--lesion" and arg.startswith("-") and (arg[1:2].isdigit() or arg[1:2] == "."):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     _configure_logging(args.verbose, args.quiet)
     try:
         return int(args._run(args) or 0)
