@@ -48,8 +48,18 @@ class RegistrationResult:
             "baseline_to_followup": self.baseline_to_followup.to_dict(),
             "metric_value": self.metric_value,
             "seconds": self.seconds,
-            **self.info,
+            "info": self.info,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RegistrationResult":
+        """Inverse of :meth:`to_dict` (a saved registration, reused without recomputing: ``seconds`` = 0)."""
+        return cls(
+            baseline_to_followup=AffineTransform.from_dict(d["baseline_to_followup"]),
+            metric_value=float(d.get("metric_value", float("nan"))),
+            seconds=0.0,
+            info={**d.get("info", {}), "reused": True},
+        )
 
 
 def register_affine(
