@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .errors import InputError
 from .geometry import Volume
 from .io import volume_to_sitk
 from .transforms import AffineTransform
@@ -62,42 +63,115 @@ class RegistrationResult:
         )
 
 
+def _working_image(volume: Volume, spacing_mm: float) -> Any:
+    """Float32 SimpleITK image, HU clamped to [-1024, 1500] and shifted by +1024 (air = 0), averaged down
+    (BinShrink) to about ``spacing_mm`` per axis. Geometry (LPS) is kept."""
+    import SimpleITK as sitk
+
+    array = np.clip(volume.array, -1024, 1500).astype(np.float32) + 1024.0
+    image = volume_to_sitk(volume.with_array(array))
+    shrink = [max(1, int(round(spacing_mm / s))) for s in volume.spacing_mm]
+    return sitk.BinShrink(image, shrink) if max(shrink) > 1 else image
+
+
+def _body_centroid_lps(image: Any, threshold: float = 524.0) -> np.ndarray:
+    """Centroid (LPS mm) of voxels above ``threshold`` (-500 HU after the +1024 shift) of a working image."""
+    import SimpleITK as sitk
+
+    arr = sitk.GetArrayViewFromImage(image)
+    idx = np.argwhere(arr > threshold)
+    if len(idx) == 0:
+        raise InputError("a volume has no body voxels above -500 HU; is it a CT scan in Hounsfield units?")
+    k, j, i = idx.mean(axis=0)
+    return np.array(image.TransformContinuousIndexToPhysicalPoint((float(i), float(j), float(k))))
+
+
+def _z_extent_mm(image: Any) -> float:
+    corners = [image.TransformIndexToPhysicalPoint((0, 0, 0)),
+               image.TransformIndexToPhysicalPoint((0, 0, image.GetSize()[2] - 1))]
+    return abs(corners[1][2] - corners[0][2]) + image.GetSpacing()[2]
+
+
 def register_affine(
     baseline: Volume,
     followup: Volume,
     progress: ProgressFn | None = None,
+    coarse_mm: float = 6.0,
+    fine_mm: float = 3.0,
+    iterations: int = 80,
+    sampling: float = 0.15,
+    z_search_step_mm: float = 8.0,
 ) -> RegistrationResult:
-    """Register ``baseline`` to ``followup`` with a multi-resolution affine (Mattes MI), moments start."""
+    """Register ``baseline`` to ``followup`` (affine, Mattes mutual information, two resolutions).
+
+    Start: the body centroids aligned in x and y; along z (fields of view often differ, and DeepLesion volumes
+    have origin 0) the best of a coarse search over shifts is taken. Then affine optimisation at ``coarse_mm``
+    and ``fine_mm`` working resolutions (images averaged down once, not smoothed per level).
+
+    Returns the transform mapping baseline LPS points to follow-up LPS points, and the final metric value
+    (negative mutual information: lower is better).
+    """
     import SimpleITK as sitk
 
+    for name, vol in (("baseline", baseline), ("follow-up", followup)):
+        if min(vol.shape_kji) < 4 or np.ptp(vol.array) == 0:
+            raise InputError(f"the {name} volume is too small or constant ({vol.shape_kji}); give a CT volume")
     t0 = time.perf_counter()
-    fixed = sitk.Cast(volume_to_sitk(followup.with_array(np.maximum(followup.array, -1024))), sitk.sitkFloat32)
-    moving = sitk.Cast(volume_to_sitk(baseline.with_array(np.maximum(baseline.array, -1024))), sitk.sitkFloat32)
-    init = sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.MOMENTS
-    )
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(32)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.05, seed=1)
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-3, 100, relaxationFactor=0.6)
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([8, 4, 2])
-    reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.5])
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
-    reg.SetInitialTransform(init, inPlace=False)
-    out = reg.Execute(fixed, moving)
-    affine_fixed_to_moving = _to_affine(out)
-    seconds = time.perf_counter() - t0
+    fixed_fine = _working_image(followup, fine_mm)
+    moving_fine = _working_image(baseline, fine_mm)
+    factor = max(1, int(round(coarse_mm / fine_mm)))
+    fixed_coarse = sitk.BinShrink(fixed_fine, [factor] * 3) if factor > 1 else fixed_fine
+    moving_coarse = sitk.BinShrink(moving_fine, [factor] * 3) if factor > 1 else moving_fine
     if progress:
-        progress(1.0, "registration done")
+        progress(0.1, "registration: initialising")
+
+    # Fixed (follow-up) point y -> moving (baseline) point x. Start: centroids aligned, then a z search.
+    c_fixed = _body_centroid_lps(fixed_coarse)
+    c_moving = _body_centroid_lps(moving_coarse)
+    init = sitk.AffineTransform(3)
+    init.SetCenter(tuple(c_fixed))
+    reg = _method(iterations, sampling)
+    z_range = 0.5 * abs(_z_extent_mm(fixed_coarse) - _z_extent_mm(moving_coarse)) + 2 * z_search_step_mm
+    best = None
+    for dz in np.arange(-z_range, z_range + 1e-6, z_search_step_mm):
+        init.SetTranslation(tuple(c_moving - c_fixed + np.array([0.0, 0.0, dz])))
+        reg.SetInitialTransform(init, inPlace=False)
+        value = reg.MetricEvaluate(fixed_coarse, moving_coarse)
+        if best is None or value < best[0]:
+            best = (value, dz)
+    init.SetTranslation(tuple(c_moving - c_fixed + np.array([0.0, 0.0, best[1]])))
+
+    transform = sitk.AffineTransform(init)
+    levels = ((fixed_coarse, moving_coarse), (fixed_fine, moving_fine))
+    for n, (fixed, moving) in enumerate(levels):
+        reg = _method(iterations, sampling)
+        reg.SetInitialTransform(transform, inPlace=True)
+        reg.Execute(fixed, moving)
+        if progress:
+            progress(0.3 + 0.35 * (n + 1), f"registration level {n + 1} of {len(levels)}")
+    affine_fixed_to_moving = _to_affine(transform)
+    seconds = time.perf_counter() - t0
+    logger.debug("registration: z start %+.0f mm, metric %.4f, %.2f s", best[1], reg.GetMetricValue(), seconds)
     return RegistrationResult(
         baseline_to_followup=affine_fixed_to_moving.inverse(),
         metric_value=float(reg.GetMetricValue()),
         seconds=seconds,
-        info={"stop": reg.GetOptimizerStopConditionDescription()},
+        info={"z_start_mm": float(best[1]), "stop": reg.GetOptimizerStopConditionDescription(),
+              "working_mm": [coarse_mm, fine_mm]},
     )
+
+
+def _method(iterations: int, sampling: float) -> Any:
+    import SimpleITK as sitk
+
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(32)
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingPercentage(sampling, seed=1)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(2.0, 1e-3, iterations, relaxationFactor=0.6)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    return reg
 
 
 def _to_affine(transform: Any) -> AffineTransform:
