@@ -101,6 +101,8 @@ def _lesions_from_json(data: Any, source: str) -> tuple[list[Lesion], str]:
     if not isinstance(data, dict) or not isinstance(data.get("lesions"), list):
         raise InputError(f"{source}: expected {{'coordinate_system': 'LPS', 'lesions': [...]}}")
     frame = str(data.get("coordinate_system", "LPS")).upper()
+    if frame not in FRAMES:
+        raise InputError(f"{source}: unknown coordinate_system {frame!r}; use LPS or RAS")
     lesions = []
     for n, item in enumerate(data["lesions"], start=1):
         try:

@@ -181,7 +181,7 @@ def _random_field(
         u *= ndimage.gaussian_filter(factor, 1.0)[..., None]
     max_grad = float(_gradient_norm(u, spacing).max())
     if max_grad > cap:
-        logger.warning("non-rigid field too steep (|∇u| %.2f); scaled to %.2f", max_grad, cap)
+        logger.debug("non-rigid field too steep (|∇u| %.2f); scaled to %.2f", max_grad, cap)
         u *= cap / max_grad
     info = {
         "nonrigid_correlation_mm": corr,
