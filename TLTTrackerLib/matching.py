@@ -42,11 +42,17 @@ def sample_patch(
     Points outside the volume read as air (-1024 HU); input values below -1024 are clamped. With
     ``return_mask`` also returns a bool array of the same shape: True where the point lies inside the volume.
     """
-    offsets = patch_offsets_mm(half_size, spacing_mm).reshape(-1, 3)
-    if linear is not None:
-        offsets = offsets @ np.asarray(linear, dtype=float).T
-    points = offsets + np.asarray(center_lps_mm, dtype=float)
-    idx_kji = volume.lps_to_index_kji(points).T
+    # index_kji of node (a, b, c) = centre index + R @ (c, b, a) * spacing, built by broadcasting (no (N, 3) matmul)
+    lin = np.eye(3) if linear is None else np.asarray(linear, dtype=float)
+    to_ijk = (volume.direction.T @ lin) / volume.spacing_mm[:, None] * spacing_mm  # local xyz step -> ijk
+    centre_ijk = volume.lps_to_index_ijk(np.asarray(center_lps_mm, dtype=float))
+    hz, hy, hx = half_size
+    z = np.arange(-hz, hz + 1, dtype=float)[:, None, None]
+    y = np.arange(-hy, hy + 1, dtype=float)[None, :, None]
+    x = np.arange(-hx, hx + 1, dtype=float)[None, None, :]
+    idx_kji = np.stack(
+        [(centre_ijk[a] + to_ijk[a, 0] * x + to_ijk[a, 1] * y + to_ijk[a, 2] * z).reshape(-1) for a in (2, 1, 0)]
+    )
     values = map_coordinates(volume.array, idx_kji, order=order, mode="constant", cval=AIR_HU, output=np.float32)
     np.maximum(values, AIR_HU, out=values)
     shape = tuple(2 * h + 1 for h in half_size)

@@ -49,6 +49,7 @@ class RefineStage:
     weight_sigma_mm: float | None = None  # Gaussian template weight: sigma = max(this, weight_radius_factor * r)
     weight_radius_factor: float = 0.0
     clip_hu: float = 200.0  # intensities above are clipped before matching
+    spacing_per_radius: float = 0.0  # grid spacing = max(spacing_mm, this * lesion radius): big lesions, coarser
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,10 @@ class RefineConfig:
         RefineStage(1.0, 8.0, 0.0, 16.0, 16.0, 16.0, distance_penalty=0.1, weight_sigma_mm=8.0),
         # lesion: its size may have changed, so several growth factors are tried
         RefineStage(1.0, 4.0, 1.5, 8.0, 12.0, 24.0, distance_penalty=0.05, scales=(0.65, 0.8, 1.0, 1.25, 1.55),
-                    weight_sigma_mm=4.0, weight_radius_factor=1.5),
+                    weight_sigma_mm=4.0, weight_radius_factor=1.5, spacing_per_radius=1 / 8),
         # fine: sub-millimetre placement
         RefineStage(0.5, 2.0, 1.0, 4.0, 6.0, 12.0, scales=(0.9, 1.0, 1.1), weight_sigma_mm=2.5,
-                    weight_radius_factor=1.2),
+                    weight_radius_factor=1.2, spacing_per_radius=1 / 12),
     )
     min_context_ncc: float = 0.25
 
@@ -132,18 +133,19 @@ def refine_center(
     for n, stage in enumerate(config.stages):
         best = None
         for rel in stage.scales:
-            score, k = _stage_scores(baseline, followup, c, p, start, stage, linear_inv, radius_mm, res, growth * rel)
+            score, k, sp = _stage_scores(baseline, followup, c, p, start, stage, linear_inv, radius_mm, res,
+                                         growth * rel)
             idx, peak = subvoxel_peak(score)
             if best is None or peak > best[1]:
-                best = (idx, peak, score, k, growth * rel)
-        idx, peak, score, k, growth = best
+                best = (idx, peak, score, k, growth * rel, sp)
+        idx, peak, score, k, growth, sp = best
         if keep_maps:
-            maps.append((score.astype(np.float32), p - k * stage.spacing_mm, stage.spacing_mm))
+            maps.append((score.astype(np.float32), p - k * sp, sp))
         scores.append(float(peak))
         if n == 0 and peak < config.min_context_ncc:
             info = {"reason": "low_ncc", "maps": maps} if keep_maps else {"reason": "low_ncc"}
             return RefineResult(start, tuple(scores), confidence=0.1, fell_back=True, info=info)
-        p = p + (idx - k)[::-1] * stage.spacing_mm
+        p = p + (idx - k)[::-1] * sp
         centers.append(p.copy())
     confidence = float(np.clip(0.5 * max(scores[0], 0.0) + 0.5 * max(scores[-1], 0.0), 0.0, 1.0))
     info = {"growth": growth, "stage_centers_lps_mm": centers, **({"maps": maps} if keep_maps else {})}
@@ -161,9 +163,9 @@ def _stage_scores(
     radius_mm: float,
     res: tuple[np.ndarray, np.ndarray],
     growth: float,
-) -> tuple[np.ndarray, int]:
-    """Score map ``(2k+1)³`` of one stage at one lesion growth factor; index k along every axis = no shift."""
-    s = stage.spacing_mm
+) -> tuple[np.ndarray, int, float]:
+    """(score map ``(2k+1)³``, k, grid spacing mm) of one stage at one lesion growth factor; index k = no shift."""
+    s = max(stage.spacing_mm, stage.spacing_per_radius * radius_mm * growth)
     half_mm = stage.radius_factor * radius_mm * growth + stage.margin_mm
     h = int(round(float(np.clip(half_mm, stage.min_half_mm, stage.max_half_mm)) / s))
     k = int(np.ceil(stage.search_mm / s))
@@ -192,4 +194,4 @@ def _stage_scores(
         grid = (np.indices(score.shape).transpose(1, 2, 3, 0) - k)[..., ::-1] * s  # offsets, x y z mm
         dist = np.linalg.norm(p + grid - start, axis=-1) / stage.search_mm
         score = score - stage.distance_penalty * dist**2
-    return score, k
+    return score, k, s

@@ -21,7 +21,7 @@ import numpy as np
 from .errors import InputError, TLTError
 from .geometry import Volume
 from .lesions import Lesion
-from .refine import refine_center
+from .refine import RefineConfig, refine_center
 from .registration import RegistrationResult, register_affine
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ CancelFn = Callable[[], bool]
 
 METHODS = ("affine", "refine")
 AUTO_METHOD = "refine"  # best measured method without a model (docs/benchmarks.md)
+# The back-tracking check needs only the anatomical stages (context, neighbourhood): half the cost.
+BACKTRACK_CONFIG = RefineConfig(stages=RefineConfig().stages[:2])
 
 
 class Cancelled(TLTError):
@@ -169,7 +171,8 @@ class LesionTracker:
                 score, origin, spacing = res.info["maps"][0]
                 heatmap = Volume(score, origin, np.full(3, spacing))
             if backtrack and not res.fell_back:
-                back = refine_center(self.followup, self.baseline, center, les.radius_mm, forward.inverse())
+                back = refine_center(self.followup, self.baseline, center, les.radius_mm, forward.inverse(),
+                                     config=BACKTRACK_CONFIG)
                 miss_mm = float(np.linalg.norm(back.center_lps_mm - les.center_lps_mm))
                 extra["backtrack_error_mm"] = round(miss_mm, 3)
                 if miss_mm > max(les.radius_mm, 1.5):
