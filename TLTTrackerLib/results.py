@@ -97,3 +97,26 @@ def format_table(payload: dict[str, Any]) -> str:
     if t:
         lines.append("time: " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()))
     return "\n".join(lines)
+
+
+def results_from_dict(payload: dict[str, Any]) -> list[Any]:
+    """RESULTS.json structure -> TrackedLesion list (centres converted back to LPS)."""
+    from .lesions import from_frame
+    from .tracker import TrackedLesion
+
+    frame = payload.get("coordinate_system", "LPS")
+    out = []
+    for les in payload["lesions"]:
+        out.append(
+            TrackedLesion(
+                id=les["id"],
+                baseline_center_lps_mm=from_frame(np.array(les["baseline_center"]), frame),
+                followup_center_lps_mm=from_frame(np.array(les["followup_center"]), frame),
+                radius_mm=float(les.get("radius_mm", 10.0)),
+                method=les["method"],
+                confidence=float(les["confidence"]),
+                affine_center_lps_mm=from_frame(np.array(les.get("affine_center", les["followup_center"])), frame),
+                flags=tuple(les.get("flags", ())),
+            )
+        )
+    return out

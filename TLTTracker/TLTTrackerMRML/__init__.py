@@ -1,0 +1,28 @@
+"""MRML glue of the TLTTracker module: node conversions and the node-level tracking logic.
+
+A package (not loose .py files) because Slicer treats every .py in a module folder as a module. Needs only the
+non-Qt Slicer core, so the pytest suite tests it with PyPI's ``slicer-core``.
+"""
+
+from .logic import BackgroundTracking, TrackingLogic
+from .nodes import (
+    TABLE_COLUMNS,
+    fill_results_table,
+    lesions_from_markups,
+    markups_from_results,
+    node_from_volume,
+    results_csv,
+    volume_from_node,
+)
+
+__all__ = [
+    "BackgroundTracking",
+    "TrackingLogic",
+    "TABLE_COLUMNS",
+    "fill_results_table",
+    "lesions_from_markups",
+    "markups_from_results",
+    "node_from_volume",
+    "results_csv",
+    "volume_from_node",
+]
