@@ -132,21 +132,40 @@ def masked_ncc_map(
     template weights: every weighted sum over the overlap is a correlation. Positions whose overlapping weight is
     below ``min_overlap`` of the template's total weight score 0. Returns the 'valid' map, ``(I - T + 1)`` per axis.
     """
+    from scipy import fft
+
     w = template_weight.astype(np.float64)
-    mi = image_mask.astype(np.float64)
     t = template.astype(np.float64)
+    full_image = bool(np.all(image_mask))
+    mi = image_mask.astype(np.float64)
     im = image.astype(np.float64) * mi
     tw = t * w
+    # Correlation = convolution with the flipped template, via real FFTs of one common (fast) size; each
+    # spectrum is computed once and reused ('valid' part = the slice below).
+    shape = [fft.next_fast_len(a + b - 1, real=True) for a, b in zip(image.shape, template.shape)]
+    valid = tuple(slice(b - 1, a) for a, b in zip(image.shape, template.shape))
 
-    def corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # sum over the window of a(window) * b(template)
-        return fftconvolve(a, b[::-1, ::-1, ::-1], mode="valid")
+    def spectrum(a: np.ndarray) -> np.ndarray:
+        return fft.rfftn(a, shape, workers=-1)
 
-    n = corr(mi, w)
-    s_t = corr(mi, tw)
-    s_tt = corr(mi, tw * t)
-    s_i = corr(im, w)
-    s_ii = corr(im * im, w)
-    s_ti = corr(im, tw)
+    def corr(image_spec: np.ndarray, template_spec: np.ndarray) -> np.ndarray:
+        return fft.irfftn(image_spec * template_spec, shape, workers=-1)[valid]
+
+    f_w = spectrum(w[::-1, ::-1, ::-1])
+    f_tw = spectrum(tw[::-1, ::-1, ::-1])
+    f_im = spectrum(im)
+    s_i = corr(f_im, f_w)
+    s_ii = corr(spectrum(im * im), f_w)
+    s_ti = corr(f_im, f_tw)
+    if full_image:  # overlap sums of the template alone are constants
+        n = np.full_like(s_i, w.sum())
+        s_t = np.full_like(s_i, tw.sum())
+        s_tt = np.full_like(s_i, (tw * t).sum())
+    else:
+        f_mi = spectrum(mi)
+        n = corr(f_mi, f_w)
+        s_t = corr(f_mi, f_tw)
+        s_tt = corr(f_mi, spectrum((tw * t)[::-1, ::-1, ::-1]))
     safe_n = np.maximum(n, 1e-12)
     num = s_ti - s_t * s_i / safe_n
     var_t = np.maximum(s_tt - s_t * s_t / safe_n, 0.0)
