@@ -180,6 +180,12 @@ def masked_ncc_map(
 def subvoxel_peak(score: np.ndarray) -> tuple[np.ndarray, float]:
     """Argmax of a 3D score with a per-axis parabolic refinement. Returns (index (z, y, x) float, peak value)."""
     idx = np.array(np.unravel_index(int(np.argmax(score)), score.shape))
+    return subvoxel_at(score, idx), float(score[tuple(idx)])
+
+
+def subvoxel_at(score: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Parabolic sub-voxel refinement (per axis, within ±0.5) of an integer peak ``index`` (z, y, x)."""
+    idx = np.asarray(index, dtype=int)
     peak = float(score[tuple(idx)])
     refined = idx.astype(float)
     for axis in range(3):
@@ -187,8 +193,8 @@ def subvoxel_peak(score: np.ndarray) -> tuple[np.ndarray, float]:
             lo, hi = idx.copy(), idx.copy()
             lo[axis] -= 1
             hi[axis] += 1
-            a, b, c = float(score[tuple(lo)]), peak, float(score[tuple(hi)])
-            denom = a - 2 * b + c
+            a, c = float(score[tuple(lo)]), float(score[tuple(hi)])
+            denom = a - 2 * peak + c
             if denom < 0:
                 refined[axis] += float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5))
-    return refined, peak
+    return refined

@@ -7,8 +7,11 @@ matches them by FFT normalised cross-correlation (NCC), and moves ``p`` to the b
 
 1. context (2 mm grid, a 64 mm cube of anatomy around the lesion, search ±24 mm): absorbs the organ-scale motion
    that a global affine cannot model; a mild distance penalty prefers the affine start when scores tie.
-2. lesion (1 mm grid, template ≈ 1.5 r + 6 mm): centres on the lesion and its immediate surroundings.
-3. fine (0.5 mm grid, template ≈ r + 4 mm, search ±2 mm): sub-millimetre placement.
+2. neighbourhood (1 mm grid, 32 mm cube, search ±8 mm), then the motion of 14 anchor patches 20 mm around the
+   lesion, matched independently and fitted by a robust local affine: predicts where the lesion went even when
+   it has no distinctive pattern of its own (a small nodule against the chest wall slides when matched alone).
+3. lesion (1 mm grid, template ≈ 1.5 r + 8 mm, several growth factors): centres on the lesion itself.
+4. fine (0.5 mm grid, template ≈ r + 4 mm, search ±2 mm): sub-millimetre placement.
 
 Both patches are blurred to a common resolution per axis first, so a 5 mm follow-up matches a 1 mm baseline.
 Lesion growth or shrinkage keeps the centre of a roughly symmetric lesion at the NCC peak.
@@ -28,6 +31,7 @@ from .matching import (
     ncc_map,
     patch_offsets_mm,
     sample_patch,
+    subvoxel_at,
     subvoxel_peak,
 )
 from .transforms import AffineTransform
@@ -69,6 +73,14 @@ class RefineConfig:
                     weight_radius_factor=1.2, spacing_per_radius=1 / 12),
     )
     min_context_ncc: float = 0.25
+    anchors_after_stage: int = 1  # -1: off. After this stage, fit the local motion to matched anchor patches
+    anchor_distance_mm: float = 20.0
+    anchor_half_mm: float = 12.0
+    anchor_search_mm: float = 8.0
+    anchor_min_ncc: float = 0.6
+    anchor_spacing_mm: float = 1.0
+    context_candidates: int = 3  # context peaks handed to the neighbourhood stage
+    candidate_margin: float = 0.15  # ... if they score within this of the best one
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,11 +157,108 @@ def refine_center(
         if n == 0 and peak < config.min_context_ncc:
             info = {"reason": "low_ncc", "maps": maps} if keep_maps else {"reason": "low_ncc"}
             return RefineResult(start, tuple(scores), confidence=0.1, fell_back=True, info=info)
-        p = p + (idx - k)[::-1] * sp
+        if n == 0 and config.context_candidates > 1 and len(config.stages) > 1:
+            # The context peak can be wrong where anatomy repeats or slides (chest wall): keep the best few
+            # context peaks and let the next (more local) stage choose among them.
+            p = _choose_candidate(baseline, followup, c, p, start, config, score, k, sp, linear_inv, radius_mm, res)
+        else:
+            p = p + (idx - k)[::-1] * sp
+        if n == config.anchors_after_stage:
+            p = _anchor_estimate(baseline, followup, c, p, linear_inv, res, config)
         centers.append(p.copy())
     confidence = float(np.clip(0.5 * max(scores[0], 0.0) + 0.5 * max(scores[-1], 0.0), 0.0, 1.0))
     info = {"growth": growth, "stage_centers_lps_mm": centers, **({"maps": maps} if keep_maps else {})}
     return RefineResult(p, tuple(scores), confidence, info=info)
+
+
+_ANCHOR_DIRECTIONS = np.array(
+    [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]
+    + [[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=float
+)
+_ANCHOR_DIRECTIONS /= np.linalg.norm(_ANCHOR_DIRECTIONS, axis=1, keepdims=True)
+
+
+def _anchor_estimate(baseline, followup, c, p, linear_inv, res, config: RefineConfig) -> np.ndarray:
+    """Follow-up position of ``c`` from the motion of 14 anchor patches around it.
+
+    Points without a distinctive pattern of their own (a small nodule against the chest wall) slide along
+    edges when matched alone. Anchors at ``anchor_distance_mm`` in 14 directions are matched independently
+    (1 mm grid, ±``anchor_search_mm``); a weighted least-squares affine from their baseline to their
+    follow-up positions, refitted without outliers, predicts where ``c`` went. Falls back to ``p``.
+    """
+    a_fwd = np.linalg.inv(linear_inv)
+    s = config.anchor_spacing_mm
+    h = int(round(config.anchor_half_mm / s))
+    k = int(round(config.anchor_search_mm / s))
+    src, dst, wts = [], [], []
+    for direction in _ANCHOR_DIRECTIONS:
+        offset = direction * config.anchor_distance_mm
+        b = c + offset
+        guess = p + a_fwd @ offset
+        template, t_mask = sample_patch(baseline, b, (h, h, h), s, linear_inv, return_mask=True)
+        image, i_mask = sample_patch(followup, guess, (h + k, h + k, h + k), s, None, return_mask=True)
+        if t_mask.mean() < 0.9:
+            continue
+        np.clip(template, -1024.0, 200.0, out=template)
+        np.clip(image, -1024.0, 200.0, out=image)
+        target = np.maximum(np.maximum(res[0], res[1]), s)
+        template = match_resolution(template, res[0], target, s)
+        image = match_resolution(image, res[1], target, s)
+        if template.std() < 20.0:  # featureless (e.g. air): no information
+            continue
+        score = masked_ncc_map(template, image, t_mask.astype(float), i_mask)
+        idx, peak = subvoxel_peak(score)
+        if peak < config.anchor_min_ncc:
+            continue
+        src.append(offset)
+        dst.append(guess + (idx - k)[::-1] * s)
+        wts.append(peak)
+    if len(src) < 6:
+        return p
+    src_a, dst_a, w = np.array(src), np.array(dst), np.array(wts)
+    keep = np.ones(len(src_a), bool)
+    for _ in range(2):
+        x = np.hstack([src_a[keep], np.ones((keep.sum(), 1))]) * w[keep, None]
+        coef, *_ = np.linalg.lstsq(x, dst_a[keep] * w[keep, None], rcond=None)
+        resid = np.linalg.norm(np.hstack([src_a, np.ones((len(src_a), 1))]) @ coef - dst_a, axis=1)
+        new_keep = resid <= max(2.0, 2.5 * np.median(resid))
+        if new_keep.sum() < 6 or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    estimate = coef[3]  # the fitted map at offset 0, i.e. at the lesion centre
+    return estimate if np.linalg.norm(estimate - p) <= config.anchor_search_mm + 4.0 else p
+
+
+def _local_maxima(score: np.ndarray, count: int, min_separation: int, floor: float) -> list[np.ndarray]:
+    """Up to ``count`` local maxima (index (z, y, x)) of a score map, best first, at least ``min_separation``
+    voxels apart and scoring at least ``floor``."""
+    from scipy.ndimage import maximum_filter
+
+    peaks = np.argwhere((score == maximum_filter(score, size=3)) & (score >= floor))
+    peaks = peaks[np.argsort(-score[tuple(peaks.T)])]
+    chosen: list[np.ndarray] = []
+    for peak in peaks:
+        if all(np.max(np.abs(peak - c)) >= min_separation for c in chosen):
+            chosen.append(peak)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def _choose_candidate(baseline, followup, c, p, start, config, score, k, sp, linear_inv, radius_mm, res):
+    """Follow-up point of the context candidate whose neighbourhood match (next stage) scores best."""
+    peak_value = float(score.max())
+    candidates = _local_maxima(score, config.context_candidates, max(1, int(round(6.0 / sp))),
+                               peak_value - config.candidate_margin)
+    nxt = config.stages[1]
+    best = None
+    for cand in candidates:
+        point = p + (subvoxel_at(score, cand) - k)[::-1] * sp
+        local, _, _ = _stage_scores(baseline, followup, c, point, start, nxt, linear_inv, radius_mm, res, 1.0)
+        value = float(local.max()) + 0.5 * float(score[tuple(cand)])
+        if best is None or value > best[0]:
+            best = (value, point)
+    return best[1]
 
 
 def _stage_scores(
