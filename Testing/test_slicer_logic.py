@@ -13,7 +13,13 @@ from conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "TLTTracker"))
 
-from TLTTrackerMRML import BackgroundTracking, TrackingLogic, lesions_from_markups, node_from_volume  # noqa: E402
+from TLTTrackerMRML import (  # noqa: E402
+    BackgroundTracking,
+    TrackingLogic,
+    lesions_from_markups,
+    node_from_volume,
+    volume_from_node,
+)
 from TLTTrackerLib.errors import InputError, TLTError  # noqa: E402
 from TLTTrackerLib.geometry import lps_to_ras, ras_to_lps  # noqa: E402
 from TLTTrackerLib.phantom import make_phantom  # noqa: E402
@@ -22,8 +28,10 @@ from TLTTrackerLib.synthetic import make_pair  # noqa: E402
 
 @pytest.fixture(scope="module")
 def pair():
+    """A CT-like phantom pair with organ-scale non-rigid motion and exact lesion positions (2 x 2 x 3 mm voxels,
+    3 lesions: small enough for CI, large enough for registration and local matching to be realistic)."""
     rng = np.random.default_rng(3)
-    volume, lesions = make_phantom(rng)
+    volume, lesions = make_phantom(rng, shape_kji=(56, 112, 112), spacing_mm=(2.0, 2.0, 3.0), n_lesions=3)
     return make_pair(volume, lesions, rng)
 
 
@@ -66,10 +74,8 @@ def test_track_places_follow_up_points_and_fills_table(scene_nodes, pair):
     assert output.GetScene() is scene and baseline.GetImageData() is not None  # inputs untouched
 
 
-def test_retrack_only_changed_lesions_and_reuse_registration(scene_nodes, monkeypatch):
-    scene, baseline, followup, points = scene_nodes
-    logic = TrackingLogic()
-    output, table = logic.track(baseline, followup, points, method="affine")
+def test_retrack_only_changed_lesions_and_reuse_registration(registered, monkeypatch):
+    scene, baseline, followup, points, logic, output, table = registered
     tracker = logic._tracker
     calls = []
     original = tracker.track
@@ -81,6 +87,9 @@ def test_retrack_only_changed_lesions_and_reuse_registration(scene_nodes, monkey
     logic.track(baseline, followup, points, output_node=output, table_node=table, method="affine")
     assert calls == [1]
     assert output.GetNumberOfControlPoints() == points.GetNumberOfControlPoints()
+    baseline.SetName("renamed")  # renaming (or display changes) must not invalidate the registration
+    logic.track(baseline, followup, points, output_node=output, table_node=table, method="affine")
+    assert calls == [1]
 
 
 def test_clear_errors(scene_nodes):
@@ -107,10 +116,7 @@ def test_background_run_matches_and_cancel_leaves_nothing(scene_nodes, pair):
     logic = TrackingLogic()
     output, _ = logic.apply_results(results, scene)
     assert np.median(_errors(output, pair)) < 15  # affine only
-    again = BackgroundTracking(pair.baseline, pair.followup, lesions, method="affine", python=sys.executable,
-                               registration=job.registration)
-    again.wait(120)
-    assert len(again.results()) == len(lesions)
+    assert job.registration is not None  # kept for reuse by the next run
     slow = BackgroundTracking(pair.baseline, pair.followup, lesions, python=sys.executable)
     slow.cancel()
     assert not slow.running
@@ -119,7 +125,132 @@ def test_background_run_matches_and_cancel_leaves_nothing(scene_nodes, pair):
 def test_background_failure_reports_the_cli_message(pair):
     from TLTTrackerLib.lesions import Lesion
 
+    from TLTTrackerLib.transforms import AffineTransform
+
+    identity = {"baseline_to_followup": AffineTransform.identity().to_dict(), "metric_value": 0.0}
     job = BackgroundTracking(pair.baseline, pair.followup, [Lesion("X", [9999.0, 0, 0], 5)], method="affine",
-                             python=sys.executable)
+                             python=sys.executable, registration=identity)  # no registration: fails fast
     with pytest.raises(TLTError, match="outside the baseline"):
         job.results()
+
+
+# ---------------------------------------------------------------------------------------------- GUI path
+@pytest.fixture(scope="module")
+def registered(pair):
+    """One scene with the pair, lesion points and a logic that has registered the pair once (affine)."""
+    scene = slicer.vtkMRMLScene()
+    baseline = node_from_volume(pair.baseline, scene, "baseline")
+    followup = node_from_volume(pair.followup, scene, "follow-up")
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "lesions")
+    for les in pair.baseline_lesions:
+        points.AddControlPointWorld(vtk.vtkVector3d(*lps_to_ras(les.center_lps_mm)), les.id)
+    logic = TrackingLogic()
+    output, table = logic.track(baseline, followup, points, method="affine")
+    return scene, baseline, followup, points, logic, output, table
+
+
+def test_background_retracks_only_moved_lesion_reusing_the_registration(registered):
+    from TLTTrackerLib.registration import RegistrationResult
+
+    scene, baseline, followup, points, logic, output, table = registered
+    assert logic.start_background(baseline, followup, points, method="affine") is None  # nothing changed
+    pos = [0.0, 0.0, 0.0]
+    points.GetNthControlPointPositionWorld(1, pos)
+    points.SetNthControlPointPositionWorld(1, pos[0] + 3.0, pos[1] - 2.0, pos[2])
+    job = logic.start_background(baseline, followup, points, method="affine", python=sys.executable)
+    assert "--registration-in" in job.args and len(job.context[2]) == 1  # one lesion, no new registration
+    job.wait(120)
+    output, table = logic.finish_background(job, baseline, output, table)
+    assert output.GetNumberOfControlPoints() == points.GetNumberOfControlPoints()
+    # through the child process and back: the moved lesion lands where the cached registration maps it
+    forward = RegistrationResult.from_dict(logic.registration_dict()).baseline_to_followup
+    expected = lps_to_ras(forward.apply(ras_to_lps(np.array(pos) + [3.0, -2.0, 0.0])))
+    got = [0.0, 0.0, 0.0]
+    output.GetNthControlPointPositionWorld(1, got)
+    np.testing.assert_allclose(got, expected, atol=0.01)
+    assert table.GetNumberOfRows() == points.GetNumberOfControlPoints()
+    assert table.GetCellText(1, 0) == points.GetNthControlPointLabel(1)  # column titles are not a data row
+
+
+def test_heatmap_becomes_a_volume_node_in_the_follow_up_frame(registered):
+    scene, baseline, followup, points, logic, *_ = registered
+    one = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "one")
+    p = [0.0, 0.0, 0.0]
+    points.GetNthControlPointPositionWorld(0, p)
+    one.AddControlPointWorld(vtk.vtkVector3d(*p), "L/1")  # a label that is no safe file name
+    output, _ = logic.track(baseline, followup, one, method="refine", heatmaps=True)
+    node = logic.heatmap_nodes["L/1"]
+    assert node.GetName() == "L/1 match score" and node.GetAttribute("TLTTracker.heatmapFor") == "L/1"
+    heat = volume_from_node(node)
+    tracked = [0.0, 0.0, 0.0]
+    output.GetNthControlPointPositionWorld(0, tracked)
+    assert heat.contains_lps(ras_to_lps(np.array(tracked)))  # the map surrounds the tracked centre
+    logic.track(baseline, followup, one, method="refine", heatmaps=True)  # cached: no second node
+    volumes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+    marked = [volumes.GetItemAsObject(i) for i in range(volumes.GetNumberOfItems())]
+    assert len([n for n in marked if n.GetAttribute("TLTTracker.heatmapFor")]) == 1
+
+
+def _children(pid: int) -> list[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    try:
+        return [int(c) for c in open(path).read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_cancel_kills_the_launcher_and_its_interpreter(pair):
+    """PythonSlicer is a launcher that starts the real interpreter as a child: Cancel must stop both."""
+    import time
+
+    from TLTTrackerLib.lesions import Lesion
+
+    launcher = ["/bin/sh", "-c", '"$0" "$@"; exit $?', sys.executable]  # like PythonSlicer: python is a child
+    job = BackgroundTracking(pair.baseline, pair.followup, [Lesion("L1", pair.baseline_lesions[0].center_lps_mm)],
+                             method="refine", python=launcher)
+    deadline = time.monotonic() + 20
+    while not _children(job.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    interpreter = _children(job.pid)
+    assert interpreter, "the launcher did not start the interpreter"
+    job.cancel()
+    time.sleep(0.2)
+    assert not job.running and not any(_alive(pid) for pid in interpreter)
+    with pytest.raises(TLTError, match="cancelled"):
+        job.results()
+
+
+def test_environment_checks(tmp_path):
+    from TLTTrackerLib.errors import DeviceError, ModelFileError
+    from TLTTrackerLib.tracker import METHODS
+    from TLTTrackerMRML import environment
+
+    assert environment.methods() == ("auto", *METHODS)
+    assert environment.resolve_method_and_model("auto", "bundled", None) == ("auto", None)
+    assert environment.resolve_method_and_model("auto", "none", None)[0] in environment.methods()
+    with pytest.raises(ModelFileError, match="not found"):
+        environment.resolve_method_and_model("auto", "file", tmp_path / "missing.pt")
+    not_a_model = tmp_path / "notes.pt"
+    not_a_model.write_text("hello")
+    with pytest.raises(ModelFileError, match="not a PyTorch model"):
+        environment.check_model_spec(str(not_a_model))
+    with pytest.raises(InputError, match="unknown method"):
+        environment.resolve_method_and_model("magic", "bundled", None)
+    assert environment.needs_torch("affine", None) is False
+    assert environment.missing_requirements(["numpy>=1", "SimpleITK", "torch", "scipy>=1.0"]) == []
+    assert environment.missing_requirements(["surely-not-installed-pkg>=1"]) == ["surely-not-installed-pkg>=1"]
+    kind, text = environment.detect_device()
+    assert kind in ("cpu", "cuda") and text
+    if kind == "cpu":
+        environment.check_device("cuda", uses_torch=False)  # model-free methods ignore the device
+        with pytest.raises(DeviceError, match="no NVIDIA GPU"):
+            environment.check_device("cuda", uses_torch=True)

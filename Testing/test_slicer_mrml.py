@@ -137,3 +137,50 @@ def test_markups_file_is_lps_on_disk(scene, tmp_path):
     markup = data["markups"][0]
     assert markup["coordinateSystem"] == "LPS"
     np.testing.assert_allclose(markup["controlPoints"][0]["position"], [3, 4, 5])
+
+
+def test_radius_from_a_line_across_the_lesion(scene):
+    from TLTTrackerMRML import set_radius_from_line
+
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "lesions")
+    points.AddControlPoint(vtk.vtkVector3d(0.0, 0.0, 0.0), "L1")
+    points.AddControlPoint(vtk.vtkVector3d(50.0, 0.0, 0.0), "L2")
+    line = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", "diameter")
+    line.AddControlPoint(vtk.vtkVector3d(44.0, -8.0, 0.0))
+    with pytest.raises(InputError, match="draw a line"):
+        set_radius_from_line(points, line)  # one end only
+    line.AddControlPoint(vtk.vtkVector3d(56.0, 8.0, 0.0))  # 20 mm across L2
+    assert set_radius_from_line(points, line) == ("L2", pytest.approx(10.0))
+    radii = {les.id: les.radius_mm for les in lesions_from_markups(points, default_radius_mm=3.0)}
+    assert radii == {"L1": 3.0, "L2": pytest.approx(10.0)}
+    far = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", "elsewhere")
+    far.AddControlPoint(vtk.vtkVector3d(200.0, 0.0, 0.0))
+    far.AddControlPoint(vtk.vtkVector3d(210.0, 0.0, 0.0))
+    with pytest.raises(InputError, match="nearest lesion"):
+        set_radius_from_line(points, far)
+
+
+def test_round_trip_under_a_rotating_parent_transform_keeps_world_geometry(scene, volume):
+    """node (oblique, anisotropic, under a rotation + shift) -> Volume -> new node: same world voxel grid."""
+    node = node_from_volume(volume, scene, "v")
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    to_parent = np.eye(4)
+    a = np.deg2rad(30)
+    to_parent[:3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
+    to_parent[:3, 3] = [12.0, -3.0, 40.0]
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(to_parent))
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    hardened = node_from_volume(volume_from_node(node), scene, "hardened")
+
+    def world_ijk_to_ras(n):
+        m = vtk.vtkMatrix4x4()
+        n.GetIJKToRASMatrix(m)
+        world = np.eye(4)
+        if n.GetParentTransformNode() is not None:
+            w = vtk.vtkMatrix4x4()
+            n.GetParentTransformNode().GetMatrixTransformToWorld(w)
+            world = slicer.util.arrayFromVTKMatrix(w)
+        return world @ slicer.util.arrayFromVTKMatrix(m)
+
+    np.testing.assert_allclose(world_ijk_to_ras(hardened), world_ijk_to_ras(node), atol=1e-9)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(hardened), volume.array)

@@ -4,7 +4,8 @@ A package (not loose .py files) because Slicer treats every .py in a module fold
 non-Qt Slicer core, so the pytest suite tests it with PyPI's ``slicer-core``.
 """
 
-from .logic import BackgroundTracking, TrackingLogic
+from .background import BackgroundTracking
+from .logic import TrackingLogic
 from .nodes import (
     TABLE_COLUMNS,
     fill_results_table,
@@ -12,6 +13,7 @@ from .nodes import (
     markups_from_results,
     node_from_volume,
     results_csv,
+    set_radius_from_line,
     volume_from_node,
 )
 
@@ -24,5 +26,6 @@ __all__ = [
     "markups_from_results",
     "node_from_volume",
     "results_csv",
+    "set_radius_from_line",
     "volume_from_node",
 ]

@@ -20,7 +20,9 @@ from TLTTrackerLib.errors import DeviceError, InputError, ModelFileError
 
 # Never installed/upgraded from this module: Slicer ships them (SimpleITK from PyPI breaks Slicer's ITK IO) or
 # another extension owns them (torch through the PyTorch extension's PyTorchUtils).
-PROTECTED_PACKAGES = frozenset({"numpy", "simpleitk", "torch", "torchvision", "vtk", "requests", "scipy-openblas"})
+PROTECTED_PACKAGES = frozenset(
+    {"numpy", "simpleitk", "torch", "torchvision", "vtk", "requests", "scipy-openblas"}
+)
 NO_MODEL = "none"  # model spec meaning "do not use a learned model"
 MODEL_SOURCES = ("bundled", "file", NO_MODEL)
 DEVICES = ("auto", "cpu", "cuda")
@@ -46,7 +48,9 @@ def bundled_model_available() -> bool:
     return bool(entry and (weights.MODELS_DIR / entry["file"]).exists())
 
 
-def resolve_method_and_model(method: str, model_source: str, model_path: str | Path | None) -> tuple[str, str | None]:
+def resolve_method_and_model(
+    method: str, model_source: str, model_path: str | Path | None
+) -> tuple[str, str | None]:
     """UI choices -> ``(method, model spec for LesionTracker/CLI)``.
 
     ``model_source``: "bundled" (spec None: the library's bundled model if any), "file" (``model_path``, which
@@ -63,7 +67,9 @@ def resolve_method_and_model(method: str, model_source: str, model_path: str | P
     if model_source == "file":
         path = Path(str(model_path or "")).expanduser()
         if str(model_path or "").strip() in ("", ".") or not path.is_file():
-            raise ModelFileError(f"model file not found: {str(model_path or '') or '(none)'}; choose a model file")
+            raise ModelFileError(
+                f"model file not found: {str(model_path or '') or '(none)'}; choose a model file"
+            )
         return method, str(path)
     if model_source == NO_MODEL:
         if method in learned_methods():
@@ -73,6 +79,28 @@ def resolve_method_and_model(method: str, model_source: str, model_path: str | P
             return (free[-1] if free else "affine"), None
         return method, None
     return method, None
+
+
+def check_model_spec(model: str) -> None:
+    """A model given by path must be an existing PyTorch file (a zip archive); a registry name must be known.
+
+    Raises:
+        ModelFileError: missing file, not a PyTorch file, or an unknown name (one line, with what to do).
+    """
+    import zipfile
+
+    from TLTTrackerLib import weights
+
+    path = Path(str(model)).expanduser()
+    if path.is_file():
+        if not zipfile.is_zipfile(path):
+            raise ModelFileError(
+                f"{path} is not a PyTorch model file (.pt); choose the file saved by training"
+            )
+        return
+    names = [m.get("name") for m in weights.load_registry()["models"]]
+    if str(model) not in names:
+        raise ModelFileError(f"model file not found: {model}; choose an existing model file")
 
 
 def needs_torch(method: str, model_spec: str | None) -> bool:

@@ -101,6 +101,41 @@ def lesions_from_markups(points_node, default_radius_mm: float = DEFAULT_RADIUS_
     return lesions
 
 
+def set_radius_from_line(points_node, line_node) -> tuple[str, float]:
+    """Half the world length of a line drawn across a lesion becomes that lesion's radius.
+
+    The lesion is the placed point nearest to the line's centre; its description gets ``radius_mm=R``.
+    Returns ``(label, radius_mm)``.
+
+    Raises:
+        InputError: unfinished line, no placed lesion, or the line's centre farther than its length from every
+            lesion (it was drawn elsewhere).
+    """
+    if line_node is None or line_node.GetNumberOfDefinedControlPoints() < 2:
+        raise InputError("draw a line across the lesion first (both end points), then set the radius")
+    defined = [n for n in range(points_node.GetNumberOfControlPoints())
+               if points_node.GetNthControlPointPositionStatus(n) == points_node.PositionDefined] if points_node else []
+    if not defined:
+        raise InputError("place the lesion point first (Add lesion), then draw a line across it")
+    ends = [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    for n, end in enumerate(ends):
+        line_node.GetNthControlPointPositionWorld(n, end)
+    ends = [np.array(end) for end in ends]
+    length = float(np.linalg.norm(ends[1] - ends[0]))
+    centre = (ends[0] + ends[1]) / 2
+    distances = []
+    for n in defined:
+        p = [0.0, 0.0, 0.0]
+        points_node.GetNthControlPointPositionWorld(n, p)
+        distances.append((float(np.linalg.norm(np.array(p) - centre)), n))
+    distance, n = min(distances)
+    if length <= 0 or distance > length:
+        raise InputError(f"the line's centre is {distance:.0f} mm from the nearest lesion; draw it across the lesion")
+    radius = length / 2.0
+    points_node.SetNthControlPointDescription(n, f"{RADIUS_PREFIX}{radius:.2f}")
+    return points_node.GetNthControlPointLabel(n), radius
+
+
 def markups_from_results(results: Sequence, scene, name: str = "Follow-up lesions", node=None):
     """TrackedLesion list -> point list in follow-up world RAS, same labels; confidence and method in the
     description, flags as a node attribute."""
@@ -148,6 +183,7 @@ def fill_results_table(table_node, results: Sequence):
         for c, value in enumerate(row):
             table.SetValue(i, c, vtk.vtkVariant(value if c in numeric else str(value)))
     table.Modified()
+    table_node.SetUseColumnTitleAsColumnHeader(True)  # model row i = lesion i (else row 0 shows the names)
     table_node.Modified()
     return table_node
 
