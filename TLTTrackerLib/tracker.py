@@ -30,6 +30,7 @@ ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
 
 METHODS = ("affine", "refine")
+LEARNED_METHODS: tuple[str, ...] = ()  # methods that need a model file (none shipped yet)
 AUTO_METHOD = "refine"  # best measured method without a model (docs/benchmarks.md)
 # The back-tracking check needs only the anatomical stages (context, neighbourhood): half the cost.
 BACKTRACK_CONFIG = RefineConfig(stages=RefineConfig().stages[:2])
@@ -133,12 +134,7 @@ class LesionTracker:
         """
         if self.registration is None or self.baseline is None or self.followup is None:
             raise InputError("no scan pair set: call set_pair(baseline, followup) before track()")
-        for les in lesions:
-            if not self.baseline.contains_lps(les.center_lps_mm):
-                raise InputError(
-                    f"lesion {les.id} at LPS {np.round(les.center_lps_mm, 1).tolist()} mm lies outside the "
-                    "baseline volume; place it on the baseline scan"
-                )
+        check_inside(self.baseline, lesions)
         method = self.resolved_method()
         t0 = time.perf_counter()
         results = []
@@ -193,6 +189,16 @@ class LesionTracker:
             heatmap=heatmap,
             extra=extra,
         )
+
+
+def check_inside(baseline: Volume, lesions: Sequence[Lesion]) -> None:
+    """InputError naming the first lesion whose centre lies outside ``baseline`` (check before registering)."""
+    for les in lesions:
+        if not baseline.contains_lps(les.center_lps_mm):
+            raise InputError(
+                f"lesion {les.id} at LPS {np.round(les.center_lps_mm, 1).tolist()} mm lies outside the "
+                "baseline volume; place it on the baseline scan"
+            )
 
 
 def track_chain(

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import read_volume
     from ..registration import RegistrationResult
     from ..results import results_to_dict, write_results
-    from ..tracker import LesionTracker
+    from ..tracker import LesionTracker, check_inside
 
     out = Path(args.out)
     for src in (args.baseline, args.followup, args.lesions):
@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         baseline = read_volume(args.baseline)
         followup = read_volume(args.followup)
         read_s = time.perf_counter() - t0
+        check_inside(baseline, lesions)  # before spending seconds on registration
         tracker = LesionTracker(method=args.method, model=args.model, device=args.device)
         registration = None
         if args.registration_in:
