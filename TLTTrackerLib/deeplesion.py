@@ -89,7 +89,7 @@ def plan_subvolumes(png_root: str | os.PathLike[str], dl_info_csv: str | os.Path
     if not info.is_file():
         raise InputError(f"DL_info.csv not found: {info}")
     out: dict[str, SubVolume] = {}
-    with info.open(newline="") as fh:
+    with info.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         need = {"File_name", "Slice_range", "Spacing_mm_px_"}
         if not need <= set(reader.fieldnames or []):

@@ -94,7 +94,7 @@ def load_dls(path: str | os.PathLike[str]) -> list[DLSPair]:
     if not p.is_file():
         raise InputError(f"DLS file not found: {p}")
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{p} is not valid JSON ({exc})") from exc
     if isinstance(data, dict) and isinstance(data.get("results"), list):

@@ -115,7 +115,7 @@ def _lesions_from_json(data: Any, source: str) -> tuple[list[Lesion], str]:
 
 
 def _lesions_from_csv(path: Path, frame: str) -> list[Lesion]:
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         fields = {f.strip().lower() for f in reader.fieldnames or []}
         if not {"x", "y", "z"} <= fields:
@@ -140,7 +140,7 @@ def read_lesions(path: str | os.PathLike[str], csv_frame: str = "LPS") -> tuple[
     if p.suffix.lower() == ".csv":
         return _lesions_from_csv(p, csv_frame.upper()), csv_frame.upper()
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{p} is not valid JSON ({exc}); see README for the LESIONS.json format") from exc
     return _lesions_from_json(data, str(p))

@@ -42,7 +42,7 @@ def load_registry(path: Path | None = None) -> dict[str, Any]:
     if not p.exists():
         return {"bundled": None, "models": []}
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"model registry {p} is not valid JSON: {exc}") from exc
     data.setdefault("bundled", None)

@@ -34,7 +34,7 @@ def test_track_json_contract(files, capsys):
     rc = main(["track", str(d / "baseline.nii.gz"), str(d / "followup.nrrd"), "--lesions", str(d / "lesions.json"),
                "--out", str(out), "--method", "affine", "--registration-out", str(d / "reg.json")])
     assert rc == 0
-    res = json.loads(out.read_text())
+    res = json.loads(out.read_text(encoding="utf-8"))
     assert res["coordinate_system"] == "LPS"
     assert [les["id"] for les in res["lesions"]] == [les.id for les in pair.baseline_lesions]
     first = res["lesions"][0]
@@ -53,8 +53,8 @@ def test_track_ras_in_ras_out_and_reused_registration(files):
                str(d / "lesions_ras.json"), "--out", str(out), "--method", "affine",
                "--registration-in", str(d / "reg.json")])
     assert rc == 0
-    res = json.loads(out.read_text())
-    lps = json.loads((d / "results.json").read_text())
+    res = json.loads(out.read_text(encoding="utf-8"))
+    lps = json.loads((d / "results.json").read_text(encoding="utf-8"))
     assert res["coordinate_system"] == "RAS"
     np.testing.assert_allclose(res["lesions"][0]["followup_center"],
                                lps_to_ras(np.array(lps["lesions"][0]["followup_center"])), atol=1e-2)
@@ -70,7 +70,7 @@ def test_track_lesion_args_csv_out_and_progress_json(files, capsys):
     assert rc == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     assert lines[-1]["progress"] == 1.0 and all(0 <= x["progress"] <= 1 for x in lines)
-    text = out.read_text().splitlines()
+    text = out.read_text(encoding="utf-8").splitlines()
     assert text[0].startswith("id,baseline_x") and text[1].startswith("L1,")
 
 

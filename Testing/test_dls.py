@@ -55,7 +55,7 @@ def test_evaluate_json_on_fixture(fixture_file, capsys):
 
 
 def test_evaluate_with_separate_ground_truth_and_bad_files(fixture_file, tmp_path, capsys):
-    truth = json.loads(fixture_file.read_text())
+    truth = json.loads(fixture_file.read_text(encoding="utf-8"))
     preds = {"results": [dict(v, **{"target center": [0, 0, 0]}) for v in truth.values()]}
     p = tmp_path / "preds.json"
     p.write_text(json.dumps(preds))

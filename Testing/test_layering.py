@@ -12,7 +12,7 @@ FORBIDDEN = {"slicer", "qt", "ctk", "vtk", "sitkUtils", "slicer_core"}
 
 
 def _imported_roots(path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     roots = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -15,13 +15,13 @@ def test_json_lps_and_ras_round_trip(tmp_path):
     lesions = [Lesion("A", [1.0, 2.0, 3.0], 4.0), Lesion("B", [-5.0, 6.0, -7.0], 8.0)]
     for frame in ("LPS", "RAS"):
         path = write_lesions(lesions, tmp_path / f"{frame}.json", frame=frame)
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         assert data["coordinate_system"] == frame
         back, got_frame = read_lesions(path)
         assert got_frame == frame
         np.testing.assert_allclose(back[0].center_lps_mm, [1, 2, 3])
         assert back[1].radius_mm == 8.0
-    ras = json.loads((tmp_path / "RAS.json").read_text())["lesions"][0]["center"]
+    ras = json.loads((tmp_path / "RAS.json").read_text(encoding="utf-8"))["lesions"][0]["center"]
     assert ras == [-1.0, -2.0, 3.0]
 
 

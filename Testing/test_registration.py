@@ -48,7 +48,7 @@ def test_direction_is_baseline_to_followup():
 @pytest.mark.shared_data
 def test_recovers_known_affine_on_real_ct_at_the_nodules():
     volume = read_volume(shared_file("ct/lidc_0001_2mm.nii.gz"))
-    nodules = json.loads(shared_file("ct/lidc_0001_nodules.json").read_text())["nodules"]
+    nodules = json.loads(shared_file("ct/lidc_0001_nodules.json").read_text(encoding="utf-8"))["nodules"]
     lesions = [Lesion(f"N{i}", np.array(d["centre_mm"]), 3.0) for i, d in enumerate(nodules)]
     pair = make_pair(volume, lesions, np.random.default_rng(4), AFFINE_ONLY)
     result = register_affine(pair.baseline, pair.followup)

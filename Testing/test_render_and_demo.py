@@ -19,7 +19,7 @@ def test_demo_writes_scans_results_and_png(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     png = (out / "demo.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    auto = json.loads((out / "results_auto.json").read_text())
-    truth = json.loads((out / "followup_truth.json").read_text())["lesions"]
+    auto = json.loads((out / "results_auto.json").read_text(encoding="utf-8"))
+    truth = json.loads((out / "followup_truth.json").read_text(encoding="utf-8"))["lesions"]
     errors = [np.linalg.norm(np.subtract(a["followup_center"], t["center"])) for a, t in zip(auto["lesions"], truth)]
     assert np.median(errors) < 3.0, errors

@@ -133,7 +133,7 @@ def test_markups_file_is_lps_on_disk(scene, tmp_path):
     assert storage.WriteData(node)
     import json
 
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     markup = data["markups"][0]
     assert markup["coordinateSystem"] == "LPS"
     np.testing.assert_allclose(markup["controlPoints"][0]["position"], [3, 4, 5])

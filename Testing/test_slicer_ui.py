@@ -24,21 +24,21 @@ def _widgets():
 
 
 def _parameter_fields():
-    tree = ast.parse(MODULE.read_text())
+    tree = ast.parse(MODULE.read_text(encoding="utf-8"))
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TLTTrackerParameterNode")
     return {stmt.target.id for stmt in cls.body if isinstance(stmt, ast.AnnAssign)}
 
 
 def _annotations():
     """``{field: annotation source}`` of the parameter node class."""
-    tree = ast.parse(MODULE.read_text())
+    tree = ast.parse(MODULE.read_text(encoding="utf-8"))
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TLTTrackerParameterNode")
     return {stmt.target.id: ast.unparse(stmt.annotation) for stmt in cls.body if isinstance(stmt, ast.AnnAssign)}
 
 
 def _module_enums():
     """``{enum class name: [values]}`` for the Enum classes defined in the module."""
-    tree = ast.parse(MODULE.read_text())
+    tree = ast.parse(MODULE.read_text(encoding="utf-8"))
     out = {}
     for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
         if any(ast.unparse(b) == "enum.Enum" for b in cls.bases):
@@ -50,7 +50,7 @@ def _method_choices():
     """METHOD_CHOICES as the module computes it (from the library's METHODS)."""
     from TLTTrackerLib.tracker import METHODS
 
-    tree = ast.parse(MODULE.read_text())
+    tree = ast.parse(MODULE.read_text(encoding="utf-8"))
     node = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "METHOD_CHOICES")
     return eval(compile(ast.Expression(node.value), "METHOD_CHOICES", "eval"), {"METHODS": METHODS})
 
@@ -91,7 +91,7 @@ def test_bound_widgets_have_a_gui_connector():
 
 
 def test_every_widget_used_in_code_exists_in_ui():
-    used = set(re.findall(r"self\.ui\.(\w+)", MODULE.read_text()))
+    used = set(re.findall(r"self\.ui\.(\w+)", MODULE.read_text(encoding="utf-8")))
     assert used, "the module should use its .ui"
     missing = used - set(_widgets())
     assert not missing, missing
@@ -129,7 +129,7 @@ def test_methods_offered_exist_in_the_library():
 
 
 def test_module_never_imports_torch_at_file_scope():
-    tree = ast.parse(MODULE.read_text())
+    tree = ast.parse(MODULE.read_text(encoding="utf-8"))
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     names = {a.name.split(".")[0] for n in top for a in n.names} | {
         (n.module or "").split(".")[0] for n in top if isinstance(n, ast.ImportFrom)}
@@ -137,13 +137,13 @@ def test_module_never_imports_torch_at_file_scope():
 
 
 def test_cmake_ships_the_module_and_the_library():
-    module_cmake = (REPO_ROOT / "TLTTracker" / "CMakeLists.txt").read_text()
+    module_cmake = (REPO_ROOT / "TLTTracker" / "CMakeLists.txt").read_text(encoding="utf-8")
     for rel in ("TLTTracker.py", "Resources/UI/TLTTracker.ui", "Resources/Icons/TLTTracker.png"):
         assert rel.replace("TLTTracker.", "${MODULE_NAME}.") in module_cmake or rel in module_cmake, rel
     assert "TLTTrackerMRML/*.py" in module_cmake and "GLOB" in module_cmake  # the glue ships whole
-    lib_cmake = (REPO_ROOT / "TLTTrackerLib" / "CMakeLists.txt").read_text()
+    lib_cmake = (REPO_ROOT / "TLTTrackerLib" / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "WITH_SUBDIR" in lib_cmake and "GLOB" in lib_cmake
-    top = (REPO_ROOT / "CMakeLists.txt").read_text()
+    top = (REPO_ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
                 "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS"):
         assert key in top
@@ -154,7 +154,7 @@ def test_cmake_ships_the_module_and_the_library():
 def test_catalog_entry_and_icon():
     import json
 
-    entry = json.loads((REPO_ROOT / "TLTTracker.json").read_text())
+    entry = json.loads((REPO_ROOT / "TLTTracker.json").read_text(encoding="utf-8"))
     assert entry["category"] == "Quantification" and entry["build_dependencies"] == ["PyTorch"]
     assert {"$schema", "scm_url", "scm_revision"} <= set(entry)
     png = (REPO_ROOT / "TLTTracker.png").read_bytes()

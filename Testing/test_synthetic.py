@@ -197,7 +197,7 @@ def test_lidc_nodule_patches_match(tmp_path):
     from TLTTrackerLib.io import read_volume
 
     volume = read_volume(shared_file("ct/lidc_0001_2mm.nii.gz"))
-    nodules = json.loads(shared_file("ct/lidc_0001_nodules.json").read_text())["nodules"]
+    nodules = json.loads(shared_file("ct/lidc_0001_nodules.json").read_text(encoding="utf-8"))["nodules"]
     lesions = [
         Lesion(f"N{n + 1}", d["centre_mm"], max(d["equiv_radius_mm"], 1.5)) for n, d in enumerate(nodules)
     ]

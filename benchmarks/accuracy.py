@@ -37,7 +37,7 @@ from TLTTrackerLib.tracker import LesionTracker  # noqa: E402
 
 def lidc_case():
     volume = read_volume(SHARED / "ct" / "lidc_0001.nii.gz")
-    nodules = json.loads((SHARED / "ct" / "lidc_0001_nodules.json").read_text())["nodules"]
+    nodules = json.loads((SHARED / "ct" / "lidc_0001_nodules.json").read_text(encoding="utf-8"))["nodules"]
     lesions = [Lesion(f"N{n + 1}", np.array(d["centre_mm"]), max(float(d["equiv_radius_mm"]), 1.5))
                for n, d in enumerate(nodules)]
     return "lidc_0001", volume, lesions

@@ -38,7 +38,7 @@ VOLUMES = ("lidc_0001.nii.gz", "lidc_0001_2mm.nii.gz", "popi_ct00_2mm.nii.gz", "
 
 def points_for(name: str, volume) -> np.ndarray:
     if name.startswith("lidc"):
-        nodules = json.loads((SHARED / "ct" / "lidc_0001_nodules.json").read_text())["nodules"]
+        nodules = json.loads((SHARED / "ct" / "lidc_0001_nodules.json").read_text(encoding="utf-8"))["nodules"]
         return np.array([d["centre_mm"] for d in nodules])
     idx = np.argwhere(body_mask(volume))
     pick = idx[np.random.default_rng(0).choice(len(idx), 200, replace=False)]

@@ -45,7 +45,7 @@ def main() -> int:
         return 0
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
     volume = read_volume(src)
-    nodules = json.loads((SHARED / "ct" / "lidc_0001_nodules.json").read_text())["nodules"]
+    nodules = json.loads((SHARED / "ct" / "lidc_0001_nodules.json").read_text(encoding="utf-8"))["nodules"]
     lesions = [Lesion(f"N{i + 1}", np.array(d["centre_mm"]), max(float(d["equiv_radius_mm"]), 1.5))
                for i, d in enumerate(nodules)]
     extra = sample_training_points(volume, 12, np.random.default_rng(1), kind="blob")
@@ -67,7 +67,7 @@ def main() -> int:
                                "--progress-json"])
                 walls.append(time.perf_counter() - t0)
                 assert rc == 0
-                timings.append(json.loads((d / "r.json").read_text())["timing_s"])
+                timings.append(json.loads((d / "r.json").read_text(encoding="utf-8"))["timing_s"])
             med = float(np.median(walls))
             split = {k: float(np.median([t[k] for t in timings])) for k in timings[0]}
             rows.append((count, med, split))

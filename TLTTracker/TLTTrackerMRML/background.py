@@ -223,7 +223,7 @@ class BackgroundTracking:
         try:
             if self._proc.returncode != 0:
                 raise self._failure()
-            payload = json.loads(self._out.read_text())
+            payload = json.loads(self._out.read_text(encoding="utf-8"))
             self.registration = payload.get("registration")
             self.timing_s = dict(payload.get("timing_s", {}))
             results = []

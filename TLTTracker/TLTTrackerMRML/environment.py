@@ -162,7 +162,7 @@ def _requirement_name(line: str) -> str:
 def read_requirements(path: str | Path) -> list[str]:
     """Requirement lines of a requirements.txt (comments, blanks and pip options skipped)."""
     lines = []
-    for raw in Path(path).read_text().splitlines():
+    for raw in Path(path).read_text(encoding="utf-8").splitlines():
         line = raw.split("#", 1)[0].strip()
         if line and not line.startswith("-"):
             lines.append(line)

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         registration = None
         if args.registration_in:
             try:
-                registration = RegistrationResult.from_dict(json.loads(Path(args.registration_in).read_text()))
+                registration = RegistrationResult.from_dict(json.loads(Path(args.registration_in).read_text(encoding="utf-8")))
             except (OSError, ValueError, KeyError) as exc:
                 raise InputError(f"cannot reuse registration {args.registration_in}: {exc}") from exc
         report(0.05, "registering")
