@@ -37,5 +37,5 @@ def test_import_does_not_load_torch_or_gui():
         "bad = [m for m in ('torch', 'slicer', 'qt', 'vtk', 'matplotlib') if m in sys.modules];"
         "print(','.join(bad))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", cwd=REPO_ROOT, check=True)
     assert out.stdout.strip() == ""

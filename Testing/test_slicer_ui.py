@@ -213,5 +213,5 @@ def test_loading_the_glue_does_not_import_torch():
 
     code = (f"import sys; sys.path.insert(0, {str(REPO_ROOT / 'TLTTracker')!r}); import TLTTrackerMRML, "
             "TLTTrackerMRML.environment, TLTTrackerMRML.selftest; print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", check=True, cwd=REPO_ROOT)
     assert out.stdout.strip().splitlines()[-1] == "False"
