@@ -34,6 +34,7 @@ LEARNED_METHODS: tuple[str, ...] = ()  # methods that need a model file (none sh
 AUTO_METHOD = "refine"  # best measured method without a model (docs/benchmarks.md)
 # The back-tracking check needs only the anatomical stages (context, neighbourhood): half the cost.
 BACKTRACK_CONFIG = RefineConfig(stages=RefineConfig().stages[:2])
+BACKTRACK_MIN_MM = 4.0  # that check is good to a few mm: a smaller miss is not evidence of a wrong match
 
 
 class Cancelled(TLTError):
@@ -130,7 +131,8 @@ class LesionTracker:
             with_heatmap: attach each lesion's matching score map (a small LPS-aligned Volume, values in
                 [-1, 1], in the follow-up's physical frame) as ``TrackedLesion.heatmap``.
             backtrack: track each result back to the baseline; when it does not come back within the lesion
-                radius (at least 1.5 mm), halve the confidence and add the flag ``"backtrack_mismatch"``.
+                radius (at least ``BACKTRACK_MIN_MM``, the precision of that two-stage check), halve the
+                confidence and add the flag ``"backtrack_mismatch"``.
         """
         if self.registration is None or self.baseline is None or self.followup is None:
             raise InputError("no scan pair set: call set_pair(baseline, followup) before track()")
@@ -171,7 +173,7 @@ class LesionTracker:
                                      config=BACKTRACK_CONFIG)
                 miss_mm = float(np.linalg.norm(back.center_lps_mm - les.center_lps_mm))
                 extra["backtrack_error_mm"] = round(miss_mm, 3)
-                if miss_mm > max(les.radius_mm, 1.5):
+                if miss_mm > max(les.radius_mm, BACKTRACK_MIN_MM):
                     flags.append("backtrack_mismatch")
                     confidence *= 0.5
         if not self.followup.contains_lps(center):
