@@ -29,8 +29,8 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
 
-METHODS = ("affine", "refine")
-LEARNED_METHODS: tuple[str, ...] = ()  # methods that need a model file (none shipped yet)
+METHODS = ("affine", "refine", "tlt")
+LEARNED_METHODS: tuple[str, ...] = ("tlt",)  # need a model file (--model); none is bundled yet
 AUTO_METHOD = "refine"  # best measured method without a model (docs/benchmarks.md)
 # The back-tracking check needs only the anatomical stages (context, neighbourhood): half the cost.
 BACKTRACK_CONFIG = RefineConfig(stages=RefineConfig().stages[:2])
@@ -140,7 +140,9 @@ class LesionTracker:
         method = self.resolved_method()
         t0 = time.perf_counter()
         results = []
-        for n, les in enumerate(lesions):
+        if method in LEARNED_METHODS:
+            results = self._track_learned(lesions, with_heatmap, progress)
+        for n, les in enumerate(lesions if method not in LEARNED_METHODS else ()):
             if cancel and cancel():
                 raise Cancelled("tracking cancelled")
             results.append(self._track_one(les, method, with_heatmap, backtrack))
@@ -148,6 +150,41 @@ class LesionTracker:
                 progress((n + 1) / len(lesions), f"tracked {les.id}")
         self.timing_s["tracking"] = time.perf_counter() - t0
         return results
+
+    def _predictor(self, device: str) -> Any:
+        """The TLT network of ``self.model`` (path, registry name, or the bundled model), loaded once."""
+        if getattr(self, "_tlt", None) is None or self._tlt[0] != device:
+            from .errors import ModelFileError
+            from .inference import TLTPredictor
+            from .weights import resolve_model
+
+            path = resolve_model(self.model)
+            if path is None:
+                raise ModelFileError("method 'tlt' needs a model: pass --model PATH (a checkpoint written by "
+                                     "tlt-tracker train); no trained model is bundled yet")
+            self._tlt = (device, TLTPredictor.from_checkpoint(path, device=device))
+        return self._tlt[1]
+
+    def _track_learned(self, lesions: Sequence[Lesion], with_heatmap: bool, progress: ProgressFn | None) -> list:
+        """All lesions in one batched network pass; on CUDA out-of-memory, warn and run on the CPU."""
+        assert self.registration is not None and self.baseline is not None and self.followup is not None
+        forward = self.registration.baseline_to_followup
+        args = (self.baseline, self.followup, lesions, forward)
+        try:
+            predictions = self._predictor(self.device).predict(*args, with_heatmap=with_heatmap, progress=progress)
+        except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
+            if "out of memory" not in str(exc).lower() or self.device == "cpu":
+                raise
+            logger.warning("GPU out of memory: tracking on the CPU instead (slower)")
+            predictions = self._predictor("cpu").predict(*args, with_heatmap=with_heatmap, progress=progress)
+        out = []
+        for les, pred in zip(lesions, predictions):
+            affine_c = forward.apply(les.center_lps_mm)
+            inside = self.followup.contains_lps(pred.center_lps_mm)
+            out.append(TrackedLesion(les.id, les.center_lps_mm, np.asarray(pred.center_lps_mm, float), les.radius_mm,
+                                     "tlt", float(pred.confidence) if inside else 0.0, affine_c,
+                                     () if inside else ("outside_followup",), pred.heatmap, dict(pred.info)))
+        return out
 
     def _track_one(self, les: Lesion, method: str, with_heatmap: bool, backtrack: bool) -> TrackedLesion:
         assert self.registration is not None and self.baseline is not None and self.followup is not None

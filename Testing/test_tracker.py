@@ -90,3 +90,35 @@ def test_chain_through_two_follow_ups(pair):
     # step 2 starts where step 1 ended
     for a, b in zip(chain[0], chain[1]):
         np.testing.assert_allclose(b.baseline_center_lps_mm, a.followup_center_lps_mm)
+
+
+def test_learned_method_with_a_model_file_and_clear_errors(tmp_path, pair):
+    """method 'tlt' runs a checkpoint written by the training code, batched; no model -> a clear error."""
+    torch = pytest.importorskip("torch")
+    from test_model import TINY
+
+    from TLTTrackerLib.checkpoint import save_checkpoint
+    from TLTTrackerLib.config import PreprocessConfig
+    from TLTTrackerLib.errors import ModelFileError
+    from TLTTrackerLib.model import build_tracker
+
+    torch.manual_seed(0)
+    pre = PreprocessConfig(search_size_mm=(16, 32, 40), template_size_mm=(16, 32, 32))
+    path = save_checkpoint(tmp_path / "tiny.pt", build_tracker(TINY), TINY, pre)
+    tracker = LesionTracker(method="tlt", model=str(path), device="cpu")
+    tracker.set_pair(pair.baseline, pair.followup)
+    results = tracker.track(pair.baseline_lesions, with_heatmap=True)
+    assert [r.id for r in results] == [les.id for les in pair.baseline_lesions]
+    for r in results:
+        assert r.method == "tlt" and 0.0 <= r.confidence <= 1.0 and r.heatmap is not None
+        # an untrained network stays inside its search window around the affine start
+        assert np.all(np.abs(r.followup_center_lps_mm - r.affine_center_lps_mm) <= np.array([40, 32, 16]) / 2 + 1)
+    no_model = LesionTracker(method="tlt")
+    no_model.set_pair(pair.baseline, pair.followup, registration=tracker.registration)
+    with pytest.raises(ModelFileError, match="needs a model"):
+        no_model.track(pair.baseline_lesions[:1])
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    bad = LesionTracker(method="tlt", model=str(tmp_path / "bad.pt"))
+    bad.set_pair(pair.baseline, pair.followup, registration=tracker.registration)
+    with pytest.raises(ModelFileError):
+        bad.track(pair.baseline_lesions[:1])
