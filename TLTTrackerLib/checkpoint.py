@@ -8,9 +8,10 @@ A checkpoint is a ``torch.save`` dict of plain types (loadable with ``torch.load
      "step": int, "epoch": int, "batch_in_epoch": int, "metrics": {...}, "best": {...} | None,
      "rng": {...} | None, "versions": {"torch", "tlttracker", "python", "git_sha"}}
 
-:func:`load_model` alone rebuilds a ready ``eval()`` network and its :class:`PreprocessConfig` (no training code
-needed, as nanoGPT's ``sample.py`` rebuilds from ``model_args``). A file of another format version, a corrupt
-file or a file that is not a TLTTracker checkpoint raises :class:`~TLTTrackerLib.errors.ModelFileError`.
+:func:`load_model` alone rebuilds a ready ``eval()`` network and its :class:`PreprocessConfig` (no training
+code needed, as nanoGPT's ``sample.py`` rebuilds from ``model_args``). A file of another format version, a
+corrupt file or a file that is not a TLTTracker checkpoint raises
+:class:`~TLTTrackerLib.errors.ModelFileError`.
 """
 
 from __future__ import annotations
@@ -43,14 +44,24 @@ def versions() -> dict[str, str]:
     """Versions recorded in a checkpoint (git SHA of the source tree when it is a git checkout)."""
     sha = "unknown"
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=5,
+        )
         if out.returncode == 0:
             sha = out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"torch": str(torch.__version__), "tlttracker": str(__version__), "python": platform.python_version(),
-            "git_sha": sha}
+    return {
+        "torch": str(torch.__version__),
+        "tlttracker": str(__version__),
+        "python": platform.python_version(),
+        "git_sha": sha,
+    }
 
 
 def strip_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +73,7 @@ def strip_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
             changed = False
             for prefix in _PREFIXES:
                 if key.startswith(prefix):
-                    key, changed = key[len(prefix):], True
+                    key, changed = key[len(prefix) :], True
         out[key] = value
     return out
 
@@ -125,9 +136,14 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         data = torch.load(p, map_location=map_location, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelFileError(f"{p} is corrupt or not a TLTTracker model file ({first}); download or train it again") from exc
+        raise ModelFileError(
+            f"{p} is corrupt or not a TLTTracker model file ({first}); download or train it again"
+        ) from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelFileError(f"{p} is not a TLTTracker model file (no '{FORMAT}' marker); pass a checkpoint written by tlt-tracker train")
+        raise ModelFileError(
+            f"{p} is not a TLTTracker model file (no '{FORMAT}' marker); "
+            "pass a checkpoint written by tlt-tracker train"
+        )
     version = data.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(
@@ -137,14 +153,18 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     return data
 
 
-def configs_from_checkpoint(data: dict[str, Any], source: str = "checkpoint") -> tuple[ModelConfig, PreprocessConfig]:
+def configs_from_checkpoint(
+    data: dict[str, Any], source: str = "checkpoint"
+) -> tuple[ModelConfig, PreprocessConfig]:
     """The model and preprocessing configs stored in a loaded checkpoint."""
     try:
         model_config = ModelConfig.from_dict(data["model_config"])
         preprocess_config = PreprocessConfig.from_dict(data["preprocess_config"])
         check_compatible(model_config, preprocess_config)
     except (KeyError, InputError) as exc:
-        raise ModelFileError(f"{source} holds an invalid configuration ({exc}); it was not written by this version") from exc
+        raise ModelFileError(
+            f"{source} holds an invalid configuration ({exc}); it was not written by this version"
+        ) from exc
     return model_config, preprocess_config
 
 

@@ -84,8 +84,12 @@ class ModelConfig:
         _check(self.norm in NORMS, f"model.norm {self.norm!r} is not one of {NORMS}")
         if self.norm == "group":
             bad = [c for c in self.backbone_channels if c % self.norm_groups]
-            _check(not bad, f"model.backbone_channels {bad} are not divisible by norm_groups {self.norm_groups}")
-        _check(self.d_model % 6 == 0, f"model.d_model {self.d_model} must be divisible by 6 (3 axes × sin/cos)")
+            _check(
+                not bad, f"model.backbone_channels {bad} are not divisible by norm_groups {self.norm_groups}"
+            )
+        _check(
+            self.d_model % 6 == 0, f"model.d_model {self.d_model} must be divisible by 6 (3 axes × sin/cos)"
+        )
         _check(self.d_model % self.n_heads == 0, f"model.d_model {self.d_model} not divisible by n_heads")
         _check(self.raam_mode in RAAM_MODES, f"model.raam_mode {self.raam_mode!r} is not one of {RAAM_MODES}")
         _check(self.sss_min_tokens >= 1, "model.sss_min_tokens must be ≥ 1")
@@ -101,7 +105,7 @@ class ModelConfig:
         return _to_dict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         return _from_dict(cls, d, "model")
 
 
@@ -116,11 +120,11 @@ class PreprocessConfig:
             margin) holds the true centre for ≥ 99 % of the pairs of each DLS split with DLT's affine start
             (96×80×80 mm: valid 99.45 %, test 99.17 %; the official 40×200×200 holds 96.7 % / 94.4 % with no
             margin) at 38 % of the official window's voxels and 1200 instead of 3125 search tokens.
-        template_size_mm: baseline (template) crop ``(z, y, x)`` in mm, centred on the lesion. Only tokens near
-            the lesion survive SSS (within 0.85 σ of the centre: ±7 mm for σ = 8, ±17 mm for a 20 mm radius), so
-            64 mm holds them and most of their receptive field (±23 voxels) at 43 % of the search window's
-            voxels (CPU time); the official code used one window for both crops (set it equal to the search
-            window for that).
+        template_size_mm: baseline (template) crop ``(z, y, x)`` in mm, centred on the lesion. Only tokens
+            near the lesion survive SSS (within 0.85 σ of the centre: ±7 mm for σ = 8, ±17 mm for a 20 mm
+            radius), so 64 mm holds them and most of their receptive field (±23 voxels) at 43 % of the search
+            window's voxels (CPU time); the official code used one window for both crops (set it equal to the
+            search window for that).
         token_stride: feature stride of the model (must equal ``ModelConfig.stride``).
         hu_window: HU mapped to [0, 1]: ``(hu - lo) / (hi - lo)`` (official: [-800, 800], unclipped).
         hu_clip: clip the windowed values to [0, 1] (off in the official code).
@@ -144,7 +148,9 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         _check(self.spacing_mm > 0, "preprocess.spacing_mm must be > 0")
-        _check(self.hu_window[1] > self.hu_window[0], "preprocess.hu_window must be [low, high] with low < high")
+        _check(
+            self.hu_window[1] > self.hu_window[0], "preprocess.hu_window must be [low, high] with low < high"
+        )
         _check(self.interpolation_order in (0, 1, 3), "preprocess.interpolation_order must be 0, 1 or 3")
         for name in ("search_size_mm", "template_size_mm"):
             shape = self.crop_shape(getattr(self, name))
@@ -170,7 +176,7 @@ class PreprocessConfig:
         return _to_dict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PreprocessConfig":
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
         return _from_dict(cls, d, "preprocess")
 
 
@@ -183,6 +189,12 @@ class TrainConfig:
     (``synthetic_volumes``: files or folders), or both mixed with ``synthetic_mix_ratio``. Paths are taken
     relative to the working directory. Validation uses ``dls_valid_json`` if given, else
     ``synthetic_valid_volumes`` (fixed seeds), else none.
+
+    Units: ``batch_size`` is dataset items per process and step (a DLS pair = 1 sample, a synthetic pair =
+    ``synthetic_lesions_per_pair`` samples); steps count optimiser updates; ``synthetic_start`` "affine"
+    starts the search at the affine part of the synthetic map (the network learns the non-rigid rest),
+    "exact" at the truth, both plus N(0, ``synthetic_start_jitter_mm``²) per axis; ``precision`` "auto" is
+    bf16 autocast on CUDA and float32 on CPU; ``best_metric`` picks ``best.pt`` (``med_mm`` lower is better).
     """
 
     output_dir: str = "runs/tlt"
@@ -234,9 +246,17 @@ class TrainConfig:
             bool(self.dls_train_json) or bool(self.synthetic_volumes),
             "train: give dls_train_json (+ dls_volume_dir) and/or synthetic_volumes as training data",
         )
-        _check(not self.dls_train_json or bool(self.dls_volume_dir), "train.dls_volume_dir is needed with DLS data")
-        _check(self.dls_prior_source in PRIOR_SOURCES, f"train.dls_prior_source must be one of {PRIOR_SOURCES}")
-        _check(self.synthetic_start in SYNTHETIC_STARTS, f"train.synthetic_start must be one of {SYNTHETIC_STARTS}")
+        _check(
+            not self.dls_train_json or bool(self.dls_volume_dir),
+            "train.dls_volume_dir is needed with DLS data",
+        )
+        _check(
+            self.dls_prior_source in PRIOR_SOURCES, f"train.dls_prior_source must be one of {PRIOR_SOURCES}"
+        )
+        _check(
+            self.synthetic_start in SYNTHETIC_STARTS,
+            f"train.synthetic_start must be one of {SYNTHETIC_STARTS}",
+        )
         _check(self.l1_space in L1_SPACES, f"train.l1_space {self.l1_space!r} is not one of {L1_SPACES}")
         _check(self.precision in PRECISIONS, f"train.precision {self.precision!r} is not one of {PRECISIONS}")
         _check(self.best_metric in BEST_METRICS, f"train.best_metric must be one of {sorted(BEST_METRICS)}")
@@ -248,7 +268,7 @@ class TrainConfig:
         return _to_dict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         return _from_dict(cls, d, "train")
 
 
@@ -283,7 +303,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         _check(isinstance(value, bool), f"{where} must be true or false, got {value!r}")
         return value
     if annotation is int:
-        _check(isinstance(value, int) and not isinstance(value, bool), f"{where} must be an integer, got {value!r}")
+        _check(
+            isinstance(value, int) and not isinstance(value, bool),
+            f"{where} must be an integer, got {value!r}",
+        )
         return value
     if annotation is float:
         _check(isinstance(value, (int, float)) and not isinstance(value, bool), f"{where} must be a number")

@@ -7,13 +7,13 @@ A lesion of radius ``r`` becomes an isotropic Gaussian of peak 1 at its (sub-vox
 Our choice (the official code does not publish its Gaussians, method-notes §2.3): σ follows the radius, as the
 paper's Eq. 1 ties the map to the lesion radius, with an 8 mm floor so that the Sparse Selection Strategy at
 threshold 0.7 nearly always finds a token on the stride-8 grid (the worst lattice offset, √48 ≈ 6.9 voxels,
-would need σ ≥ 8.2 voxels to make an empty selection impossible; the minimum-token fallback of the model covers
-the rest).
+would need σ ≥ 8.2 voxels to make an empty selection impossible; the minimum-token fallback of the model
+covers the rest).
 
 Token grids: the feature map of a crop of ``(D, H, W)`` voxels at stride ``s`` has ``(D/s, H/s, W/s)`` tokens
-and token ``(a, b, c)`` sits at crop voxel ``(s·a, s·b, s·c)`` (stride-2 convolutions with kernel 3 and padding 1
-map output ``i`` to input ``2i``). Priors are evaluated there analytically (no resizing of a voxel map).
-All indices are ``(z, y, x)`` = ``(k, j, i)``.
+and token ``(a, b, c)`` sits at crop voxel ``(s·a, s·b, s·c)`` (stride-2 convolutions with kernel 3 and
+padding 1 map output ``i`` to input ``2i``). Priors are evaluated there analytically (no resizing of a voxel
+map). All indices are ``(z, y, x)`` = ``(k, j, i)``.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ from .geometry import Volume
 
 logger = logging.getLogger(__name__)
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
@@ -108,6 +111,7 @@ def atomic_write(path: Path, write: "object", suffix: str = "") -> None:
     os.close(fd)
     try:
         write(Path(tmp))  # type: ignore[operator]
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -122,5 +126,19 @@ def write_volume(volume: Volume, path: str | os.PathLike[str], compress: bool = 
     if not name.endswith(VOLUME_SUFFIXES):
         raise InputError(f"unsupported output file type {p.name}; use one of {', '.join(VOLUME_SUFFIXES)}")
     image = volume_to_sitk(volume)
+    if name.endswith((".mhd", ".nhdr")):
+        # Detached header + data file: write both under their final names in a private folder beside the
+        # target, then move them into place (the header refers to the data file by name).
+        p.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=p.parent))
+        try:
+            sitk.WriteImage(image, str(staging / p.name), compress)
+            for f in sorted(staging.iterdir(), key=lambda f: f.name == p.name):  # header last
+                os.replace(f, p.parent / f.name)
+        finally:
+            for f in staging.iterdir():
+                f.unlink()
+            staging.rmdir()
+        return p
     atomic_write(p, lambda tmp: sitk.WriteImage(image, str(tmp), compress))
     return p

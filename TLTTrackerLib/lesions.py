@@ -96,6 +96,8 @@ def _lesions_from_json(data: Any, source: str) -> tuple[list[Lesion], str]:
             frame = str(markup.get("coordinateSystem", "LPS")).upper()
             for n, cp in enumerate(markup.get("controlPoints", []), start=1):
                 label = str(cp.get("label") or f"L{n}")
+                if cp.get("position") is None:
+                    raise InputError(f"{source}: markup point {label!r} has no position; place it or delete it")
                 out.append(Lesion(label, from_frame(np.array(cp["position"], dtype=float), frame)))
         return _check_unique(out, source), frame if out else "LPS"
     if not isinstance(data, dict) or not isinstance(data.get("lesions"), list):
@@ -126,8 +128,8 @@ def _lesions_from_csv(path: Path, frame: str) -> list[Lesion]:
             try:
                 center = from_frame(np.array([float(row[a]) for a in "xyz"]), frame)
                 radius = float(row["radius_mm"]) if row.get("radius_mm") else DEFAULT_RADIUS_MM
-            except ValueError as exc:
-                raise InputError(f"{path}: row {n} has a non-numeric coordinate or radius") from exc
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"{path}: row {n} has a missing or non-numeric coordinate or radius") from exc
             lesions.append(Lesion(row.get("id") or f"L{n}", center, radius))
     return _check_unique(lesions, str(path))
 

@@ -28,7 +28,9 @@ import torch.nn.functional as F
 from .model.tracker import volume_to_tokens
 
 
-def focal_token_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float = 2.0, beta: float = 2.0) -> torch.Tensor:
+def focal_token_loss(
+    logits: torch.Tensor, labels: torch.Tensor, alpha: float = 2.0, beta: float = 2.0
+) -> torch.Tensor:
     """``logits (B, N)``, ``labels (B, N)`` in [0, 1] -> scalar (mean over tokens and batch)."""
     logits = logits.float()
     labels = labels.float()

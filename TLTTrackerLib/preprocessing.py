@@ -14,8 +14,8 @@ resampling), ``pad_hu`` outside the scan, values below -1024 HU clamped to -1024
 
 The template crop is centred on the baseline lesion, the search crop on the registration-propagated point
 (plus an optional offset: crop jitter in training). Both crops share one frame for the positional encoding:
-the template centre is placed at the propagated point of the search crop (``template_origin``), as the official
-code's common crop window does.
+the template centre is placed at the propagated point of the search crop (``template_origin``), as the
+official code's common crop window does.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from .heatmap import gaussian_grid, index_to_normalized, sigma_mm, token_grid_sh
 AIR_HU = -1024.0
 
 
-def crop_corner_lps(center_lps_mm: np.ndarray, shape_kji: tuple[int, int, int], spacing_mm: float) -> np.ndarray:
+def crop_corner_lps(
+    center_lps_mm: np.ndarray, shape_kji: tuple[int, int, int], spacing_mm: float
+) -> np.ndarray:
     """LPS mm ``(3,)`` of crop voxel ``(0, 0, 0)``."""
     n_xyz = np.asarray(shape_kji, dtype=float)[::-1]
     return np.asarray(center_lps_mm, dtype=float) - spacing_mm * (n_xyz - 1) / 2.0
@@ -155,7 +157,10 @@ def build_sample(
     t_img = sample_crop(baseline, baseline_center_lps_mm, config.template_size_mm, s, order, config.pad_hu)
     s_img = sample_crop(followup, search_center, config.search_size_mm, s, order, config.pad_hu)
     if flips:
-        t_img, s_img = np.ascontiguousarray(np.flip(t_img, flips)), np.ascontiguousarray(np.flip(s_img, flips))
+        t_img, s_img = (
+            np.ascontiguousarray(np.flip(t_img, flips)),
+            np.ascontiguousarray(np.flip(s_img, flips)),
+        )
 
     def mirrored(index_kji: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
         out = np.array(index_kji, dtype=float)
@@ -190,7 +195,9 @@ def build_sample(
         target_idx = mirrored(lps_to_crop_index(target, search_center, s_shape, s), s_shape)
         t_sigma = sigma_mm(t_radius, config.sigma_min_mm, config.sigma_radius_scale) / s
         inside = bool(np.all((target_idx >= -0.5) & (target_idx <= np.asarray(s_shape) - 0.5)))
-        sample["target_heatmap"] = gaussian_grid(target_idx, t_sigma, token_grid_shape(s_shape, stride), stride)
+        sample["target_heatmap"] = gaussian_grid(
+            target_idx, t_sigma, token_grid_shape(s_shape, stride), stride
+        )
         sample["target_center"] = index_to_normalized(target_idx, s_shape).astype(np.float32)
         sample["target_inside"] = np.float32(inside)
         meta.update(target_lps_mm=target.tolist(), target_radius_mm=float(t_radius))

@@ -1,27 +1,60 @@
-"""Affine registration of a baseline CT to a follow-up CT (SimpleITK).
+"""Affine registration of a baseline CT to a follow-up CT (SimpleITK), fast and with a robust start.
 
-``register_affine(baseline, followup)`` returns a :class:`RegistrationResult` whose
-``baseline_to_followup`` maps baseline LPS points to follow-up LPS points.
-(ITK's optimised transform maps follow-up (fixed) points to baseline (moving) points; we invert it.)
+``register_affine(baseline, followup)`` returns a :class:`RegistrationResult` whose ``baseline_to_followup``
+maps baseline LPS mm points to follow-up LPS mm points.
+
+Method (about 1-2 s of CPU for a 512x512x133 chest CT):
+
+1. Working images, made once: HU clamped to [-1024, 1500] (voxels outside the scanner's field of view hold
+   -2048 or -3024), box-averaged (``BinShrink``) to about ``levels_mm[-1]``, then again to each coarser level.
+2. Roles: the scan with less body (voxels above -500 HU, in mm³) is the *fixed* image, so that nearly every
+   sample has a partner in the other scan; ITK's optimised transform maps fixed points to moving points, and
+   is inverted when the follow-up is the fixed image.
+3. Start (does not trust header geometry: DeepLesion volumes all have origin 0 and different fields of
+   view): the body centroids aligned (moments initialisation, as ITK's ``CenteredTransformInitializer``),
+   then a 1D search over z shifts at the coarsest level, keeping the shift with the best metric among those
+   that keep at least half of the fixed scan's z range overlapping the moving one.
+4. Affine optimisation (regular-step gradient descent, scales from physical shifts) level by level, with a
+   fixed number of random samples (fixed seed) drawn inside the fixed body mask, dilated by one voxel so
+   that the skin edge counts, less a 5 mm band along either scan's field-of-view edge (where thick slices
+   and padding of resampled scans pulled the result by about 1 mm on the phantom), and with gradients taken
+   at the samples rather than from precomputed gradient images (which cost more than the whole
+   optimisation at these sizes).
+
+The default metric is mean squares: on our benchmark (``benchmarks/registration.py``) it was as accurate as
+Mattes mutual information, also with soft tissue brightened by up to 200 HU in the follow-up (contrast
+enhancement), and cheaper; ``metric="mattes"`` remains available for scans of different contrast.
+
+The final quality figures are the optimised metric (``metric_value``, lower is better) and, in ``info``, the
+Pearson correlation of the two registered working images over the fixed body mask (``correlation``; about
+0.9 or more for a good match) and the fraction of that mask the moving scan covers (``overlap_fraction``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, TLTError
 from .geometry import Volume
-from .io import volume_to_sitk
 from .transforms import AffineTransform
 
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[float, str], None]
+
+AIR_HU = -1024.0
+MAX_HU = 1500.0
+BODY_HU = -500.0
+METRICS = ("meansquares", "mattes", "correlation")
+_MIN_VOXELS = 4  # per axis, in the input
+_MIN_LEVEL_VOXELS = 8  # per axis kept by the downsampling where the input allows it
+_OUTSIDE = -1.0e6  # resampling default that marks points outside the moving image
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,9 +63,12 @@ class RegistrationResult:
 
     Attributes:
         baseline_to_followup: maps baseline LPS mm points to follow-up LPS mm points.
-        metric_value: final image metric (Mattes mutual information; lower, more negative, is better).
-        seconds: wall time of the registration.
-        info: extra figures (iterations per level, shrink factors, initialisation).
+        metric_value: final value of the optimised metric at the finest level, lower is better (mean squared
+            HU difference for ``meansquares``, negative mutual information for ``mattes``, negative squared
+            correlation for ``correlation``); NaN when unknown.
+        seconds: wall time of the registration (0 for a reused one, see :meth:`from_dict`).
+        info: JSON-friendly figures: ``correlation``, ``overlap_fraction``, ``fixed_image``, ``z_start_mm``,
+            ``levels`` (spacing, iterations, stop condition per level), ``seconds_by_stage``, options.
     """
 
     baseline_to_followup: AffineTransform
@@ -42,152 +78,343 @@ class RegistrationResult:
 
     @property
     def followup_to_baseline(self) -> AffineTransform:
+        """Maps follow-up LPS mm points to baseline LPS mm points."""
         return self.baseline_to_followup.inverse()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "baseline_to_followup": self.baseline_to_followup.to_dict(),
-            "metric_value": self.metric_value,
-            "seconds": self.seconds,
-            "info": self.info,
-        }
+        """JSON-friendly dict; :meth:`from_dict` reads it back."""
+        forward = self.baseline_to_followup.to_dict()
+        return {"baseline_to_followup": forward, "metric_value": self.metric_value, "seconds": self.seconds,
+                "info": self.info}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RegistrationResult":
-        """Inverse of :meth:`to_dict` (a saved registration, reused without recomputing: ``seconds`` = 0)."""
-        return cls(
-            baseline_to_followup=AffineTransform.from_dict(d["baseline_to_followup"]),
-            metric_value=float(d.get("metric_value", float("nan"))),
-            seconds=0.0,
-            info={**d.get("info", {}), "reused": True},
-        )
+        """Inverse of :meth:`to_dict`: a saved registration, reused without recomputing (``seconds`` = 0, the
+        original time kept as ``info["seconds_when_computed"]``, ``info["reused"]`` = True)."""
+        try:
+            forward = AffineTransform.from_dict(d["baseline_to_followup"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"not a saved registration (no valid 'baseline_to_followup' matrix: {exc}); "
+                "give a file written by RegistrationResult.to_dict / --registration-out"
+            ) from exc
+        if not (np.all(np.isfinite(forward.matrix)) and np.all(np.isfinite(forward.translation_mm))):
+            raise InputError("the saved registration holds non-finite numbers; register the pair again")
+        if abs(np.linalg.det(forward.matrix)) < 1e-6:
+            raise InputError("the saved registration's matrix is singular; register the pair again")
+        info = dict(d.get("info") or {})
+        info.setdefault("seconds_when_computed", float(d.get("seconds", float("nan"))))
+        info["reused"] = True
+        value = d.get("metric_value")
+        return cls(forward, float("nan") if value is None else float(value), 0.0, info)
+
+
+# ---------------------------------------------------------------------------------------------- images
+def _shrink(image: Any, spacing_mm: float) -> Any:
+    """Box-average ``image`` by integer factors to about ``spacing_mm`` per axis (at least 8 voxels kept)."""
+    import SimpleITK as sitk
+
+    factors = [
+        max(1, min(int(round(spacing_mm / s)), n // _MIN_LEVEL_VOXELS))
+        for s, n in zip(image.GetSpacing(), image.GetSize(), strict=True)
+    ]
+    return sitk.BinShrink(image, factors) if max(factors) > 1 else image
 
 
 def _working_image(volume: Volume, spacing_mm: float) -> Any:
-    """Float32 SimpleITK image, HU clamped to [-1024, 1500] and shifted by +1024 (air = 0), averaged down
-    (BinShrink) to about ``spacing_mm`` per axis. Geometry (LPS) is kept."""
+    """Float32 SimpleITK image of ``volume`` (same LPS geometry), HU clamped to [-1024, 1500], averaged down
+    to about ``spacing_mm``. Only the clamp touches the full-resolution array (int16 stays int16)."""
     import SimpleITK as sitk
 
-    array = np.clip(volume.array, -1024, 1500).astype(np.float32) + 1024.0
-    image = volume_to_sitk(volume.with_array(array))
-    shrink = [max(1, int(round(spacing_mm / s))) for s in volume.spacing_mm]
-    return sitk.BinShrink(image, shrink) if max(shrink) > 1 else image
+    array = volume.array
+    if array.dtype.kind in "iub" and array.dtype.itemsize <= 2:
+        array = np.clip(array, AIR_HU, MAX_HU).astype(np.int16, copy=False)
+    else:
+        array = np.clip(np.nan_to_num(array.astype(np.float32), nan=AIR_HU), AIR_HU, MAX_HU)
+    image = sitk.GetImageFromArray(array)
+    image.SetOrigin(tuple(float(v) for v in volume.origin_lps_mm))
+    image.SetSpacing(tuple(float(v) for v in volume.spacing_mm))
+    image.SetDirection(tuple(float(v) for v in volume.direction.reshape(-1)))
+    return sitk.Cast(_shrink(image, spacing_mm), sitk.sitkFloat32)
 
 
-def _body_centroid_lps(image: Any, threshold: float = 524.0) -> np.ndarray:
-    """Centroid (LPS mm) of voxels above ``threshold`` (-500 HU after the +1024 shift) of a working image."""
+def _body_mask(image: Any) -> np.ndarray:
+    """Bool ``(K, J, I)``: voxels above -500 HU, dilated by one voxel (so that the skin edge counts)."""
     import SimpleITK as sitk
 
-    arr = sitk.GetArrayViewFromImage(image)
-    idx = np.argwhere(arr > threshold)
-    if len(idx) == 0:
-        raise InputError("a volume has no body voxels above -500 HU; is it a CT scan in Hounsfield units?")
-    k, j, i = idx.mean(axis=0)
-    return np.array(image.TransformContinuousIndexToPhysicalPoint((float(i), float(j), float(k))))
+    mask = sitk.BinaryDilate(sitk.BinaryThreshold(image, BODY_HU, 1.0e9, 1, 0), [1, 1, 1])
+    return sitk.GetArrayFromImage(mask) > 0
 
 
-def _z_extent_mm(image: Any) -> float:
-    corners = [image.TransformIndexToPhysicalPoint((0, 0, 0)),
-               image.TransformIndexToPhysicalPoint((0, 0, image.GetSize()[2] - 1))]
-    return abs(corners[1][2] - corners[0][2]) + image.GetSpacing()[2]
+def _index_to_lps(image: Any) -> np.ndarray:
+    """``(4, 4)`` homogeneous map from an image's ITK index (i, j, k) to LPS mm."""
+    m = np.eye(4)
+    m[:3, :3] = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())[None, :]
+    m[:3, 3] = image.GetOrigin()
+    return m
+
+
+def _inside_both(fixed: Any, moving: Any, fixed_to_moving: AffineTransform, margin_mm: float) -> np.ndarray:
+    """Bool ``(K, J, I)`` over the fixed grid: voxels at least ``margin_mm`` inside the fixed grid whose image
+    under ``fixed_to_moving`` lies at least ``margin_mm`` inside the moving grid."""
+    size = np.array(fixed.GetSize())
+    axes = [np.arange(n, dtype=float) for n in size]  # i, j, k
+    shapes = [(1, 1, -1), (1, -1, 1), (-1, 1, 1)]  # how i, j, k broadcast over (K, J, I)
+    inside = np.ones(tuple(size[::-1]), bool)
+    for c, n in enumerate(size):
+        edge = min(margin_mm / fixed.GetSpacing()[c], (n - 1) / 4)
+        inside &= ((axes[c] >= edge) & (axes[c] <= n - 1 - edge)).reshape(shapes[c])
+    m = np.linalg.inv(_index_to_lps(moving)) @ fixed_to_moving.homogeneous() @ _index_to_lps(fixed)
+    for c, n in enumerate(moving.GetSize()):
+        edge = min(margin_mm / moving.GetSpacing()[c], (n - 1) / 4)
+        index = sum(m[c, a] * axes[a].reshape(shapes[a]) for a in range(3)) + m[c, 3]
+        inside &= (index >= edge) & (index <= n - 1 - edge)
+    return inside
+
+
+def _mask_image(mask: np.ndarray, like: Any) -> Any:
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.CopyInformation(like)
+    return image
+
+
+def _z_range_mm(image: Any) -> tuple[float, float]:
+    """LPS z interval covered by the image's voxels (any direction matrix)."""
+    size = image.GetSize()
+    corners = [image.TransformIndexToPhysicalPoint((a, b, c)) for a in (0, size[0] - 1)
+               for b in (0, size[1] - 1) for c in (0, size[2] - 1)]
+    z = np.array([p[2] for p in corners])
+    half = 0.5 * float(np.max(np.abs(np.array(image.GetDirection()).reshape(3, 3)[2] * image.GetSpacing())))
+    return float(z.min() - half), float(z.max() + half)
+
+
+# ---------------------------------------------------------------------------------------------- registration
+def _method(metric: str, n_samples: int, n_mask: int, iterations: int, mask: Any, seed: int,
+            threads: int | None) -> Any:
+    import SimpleITK as sitk
+
+    reg = sitk.ImageRegistrationMethod()
+    if threads:
+        reg.SetNumberOfThreads(int(threads))
+    if metric == "meansquares":
+        reg.SetMetricAsMeanSquares()
+    elif metric == "mattes":
+        reg.SetMetricAsMattesMutualInformation(32)
+    else:
+        reg.SetMetricAsCorrelation()
+    reg.MetricUseFixedImageGradientFilterOff()
+    reg.MetricUseMovingImageGradientFilterOff()
+    if mask is not None:
+        reg.SetMetricFixedMask(mask)
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingPercentage(min(1.0, n_samples / max(n_mask, 1)), seed)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(2.0, 1e-3, int(iterations), relaxationFactor=0.6)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    return reg
+
+
+def _z_search(fixed: Any, moving: Any, reg: Any, step_mm: float) -> tuple[Any, float]:
+    """Moments start plus the best z shift (see module docstring). Returns the ITK transform and the shift."""
+    import SimpleITK as sitk
+
+    def centroid(image: Any, name: str) -> np.ndarray:
+        idx = np.argwhere(sitk.GetArrayViewFromImage(image) > BODY_HU)
+        if len(idx) == 0:
+            raise InputError(
+                f"the {name} has no body left at {max(image.GetSpacing()):.0f} mm (no voxel above -500 HU); "
+                "use finer levels_mm"
+            )
+        k, j, i = idx.mean(axis=0)
+        return np.array(image.TransformContinuousIndexToPhysicalPoint((float(i), float(j), float(k))))
+
+    c_fixed, c_moving = centroid(fixed, "fixed image"), centroid(moving, "moving image")
+    (f0, f1), (m0, m1) = _z_range_mm(fixed), _z_range_mm(moving)
+    base = c_moving - c_fixed
+    reach = 0.5 * abs((f1 - f0) - (m1 - m0)) + max(2 * step_mm, 0.25 * min(f1 - f0, m1 - m0))
+    transform = sitk.AffineTransform(3)
+    transform.SetCenter(tuple(float(v) for v in c_fixed))
+    best: tuple[float, float] | None = None
+    for dz in np.arange(-np.floor(reach / step_mm), np.floor(reach / step_mm) + 1) * step_mm:
+        shift = base[2] + dz  # fixed z -> moving z + shift; overlap of the fixed z range with the moving one
+        overlap = min(f1 + shift, m1) - max(f0 + shift, m0)
+        if overlap < 0.5 * min(f1 - f0, m1 - m0) and dz != 0:
+            continue
+        transform.SetTranslation(tuple(float(v) for v in base + [0.0, 0.0, dz]))
+        reg.SetInitialTransform(transform, inPlace=False)
+        try:
+            value = reg.MetricEvaluate(fixed, moving)
+        except RuntimeError:  # no sample inside the moving image at this shift
+            continue
+        if np.isfinite(value) and (best is None or value < best[0]):
+            best = (float(value), float(dz))
+    dz = 0.0 if best is None else best[1]
+    transform.SetTranslation(tuple(float(v) for v in base + [0.0, 0.0, dz]))
+    return transform, dz
+
+
+def _quality(fixed: Any, moving: Any, transform: Any, body: np.ndarray) -> tuple[float, float]:
+    """Pearson correlation of fixed and resampled moving over ``body`` (fixed grid); fraction covered."""
+    import SimpleITK as sitk
+
+    warped = sitk.GetArrayFromImage(sitk.Resample(moving, fixed, transform, sitk.sitkLinear, _OUTSIDE))
+    covered = body & (warped > AIR_HU - 1.0)
+    overlap = float(covered.sum() / max(body.sum(), 1))
+    if covered.sum() < 10:
+        return float("nan"), overlap
+    a = sitk.GetArrayViewFromImage(fixed)[covered].astype(np.float64)
+    b = warped[covered].astype(np.float64)
+    a, b = a - a.mean(), b - b.mean()
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    return (float((a * b).sum() / denominator) if denominator > 0 else float("nan")), overlap
+
+
+def _per_level(value: int | Sequence[int], n: int, name: str) -> list[int]:
+    values = [int(value)] * n if np.isscalar(value) else [int(v) for v in value]  # type: ignore[union-attr]
+    if len(values) != n or min(values) < 1:
+        raise InputError(f"{name} must be a positive number or one per level ({n}), got {value!r}")
+    return values
+
+
+def _check_volume(volume: Volume, name: str) -> None:
+    if min(volume.shape_kji) < _MIN_VOXELS:
+        raise InputError(
+            f"the {name} volume is too small (shape {volume.shape_kji}); registration needs at least "
+            f"{_MIN_VOXELS} voxels along each axis: give a 3D CT volume"
+        )
 
 
 def register_affine(
     baseline: Volume,
     followup: Volume,
     progress: ProgressFn | None = None,
-    coarse_mm: float = 6.0,
-    fine_mm: float = 3.0,
-    iterations: int = 80,
-    sampling: float = 0.15,
+    *,
+    levels_mm: Sequence[float] = (6.0, 3.0),
+    max_iterations: int | Sequence[int] = (150, 60),
+    samples: int | Sequence[int] = (10000, 20000),
+    metric: str = "meansquares",
     z_search_step_mm: float = 8.0,
+    body_mask: bool = True,
+    edge_margin_mm: float = 5.0,
+    seed: int = 1,
+    threads: int | None = None,
 ) -> RegistrationResult:
-    """Register ``baseline`` to ``followup`` (affine, Mattes mutual information, two resolutions).
+    """Register ``baseline`` to ``followup`` with a 12-parameter affine (method in the module docstring).
 
-    Start: the body centroids aligned in x and y; along z (fields of view often differ, and DeepLesion volumes
-    have origin 0) the best of a coarse search over shifts is taken. Then affine optimisation at ``coarse_mm``
-    and ``fine_mm`` working resolutions (images averaged down once, not smoothed per level).
+    Args:
+        baseline, followup: CT volumes in HU (any spacing, direction, origin, field of view).
+        progress: optional ``progress(fraction, message)`` callback.
+        levels_mm: working resolutions, coarse to fine (mm per voxel, approximate: integer box averaging).
+        max_iterations: optimiser iterations per level (one number or one per level).
+        samples: metric samples per level, drawn at random inside the fixed body mask.
+        metric: ``"meansquares"`` (default), ``"mattes"`` (mutual information) or ``"correlation"``.
+        z_search_step_mm: step of the start's search over z shifts.
+        body_mask: sample the metric only inside the fixed body mask (else over the whole fixed image).
+        edge_margin_mm: leave out samples closer than this to either scan's field-of-view edge (at each level,
+            with the transform reached so far).
+        seed: sampling seed: the same inputs and options (and thread count) give the same result.
+        threads: SimpleITK threads for the optimisation (default: SimpleITK's global default).
 
-    Returns the transform mapping baseline LPS points to follow-up LPS points, and the final metric value
-    (negative mutual information: lower is better).
+    Returns:
+        :class:`RegistrationResult`; ``baseline_to_followup`` maps baseline LPS mm to follow-up LPS mm.
+
+    Raises:
+        InputError: a volume is too small, constant or holds no body, or an option is invalid.
+        TLTError: the optimisation failed (e.g. the scans do not overlap).
     """
     import SimpleITK as sitk
 
-    for name, vol in (("baseline", baseline), ("follow-up", followup)):
-        if min(vol.shape_kji) < 4 or np.ptp(vol.array) == 0:
-            raise InputError(f"the {name} volume is too small or constant ({vol.shape_kji}); give a CT volume")
+    levels = [float(v) for v in levels_mm]
+    if not levels or min(levels) <= 0 or levels != sorted(levels, reverse=True):
+        raise InputError(f"levels_mm must be positive and go from coarse to fine, got {levels_mm!r}")
+    if metric not in METRICS:
+        raise InputError(f"unknown registration metric {metric!r}; use one of {', '.join(METRICS)}")
+    iterations = _per_level(max_iterations, len(levels), "max_iterations")
+    n_samples = _per_level(samples, len(levels), "samples")
+    _check_volume(baseline, "baseline")
+    _check_volume(followup, "follow-up")
     t0 = time.perf_counter()
-    fixed_fine = _working_image(followup, fine_mm)
-    moving_fine = _working_image(baseline, fine_mm)
-    factor = max(1, int(round(coarse_mm / fine_mm)))
-    fixed_coarse = sitk.BinShrink(fixed_fine, [factor] * 3) if factor > 1 else fixed_fine
-    moving_coarse = sitk.BinShrink(moving_fine, [factor] * 3) if factor > 1 else moving_fine
+    stages: dict[str, float] = {}
+
+    # 1-2. working images, roles
+    images = {name: _working_image(volume, levels[-1]) for name, volume in (("baseline", baseline),
+                                                                            ("follow-up", followup))}
+    body_mm3 = {}
+    for name, image in images.items():
+        array = sitk.GetArrayViewFromImage(image)
+        if float(array.max()) == float(array.min()):
+            raise InputError(f"the {name} volume is constant ({float(array.min()):.0f} HU); give a CT scan")
+        body_mm3[name] = float(np.count_nonzero(array > BODY_HU) * np.prod(image.GetSpacing()))
+        if body_mm3[name] == 0:
+            raise InputError(f"the {name} volume has no voxel above -500 HU; is it a CT in Hounsfield units?")
+    fixed_name = "baseline" if body_mm3["baseline"] < body_mm3["follow-up"] else "follow-up"
+    moving_name = "follow-up" if fixed_name == "baseline" else "baseline"
+    pyramid = [(_shrink(images[fixed_name], mm), _shrink(images[moving_name], mm)) for mm in levels]
+    bodies = [_body_mask(f) if body_mask else np.ones(f.GetSize()[::-1], bool) for f, _ in pyramid]
+    stages["prepare"] = time.perf_counter() - t0
     if progress:
-        progress(0.1, "registration: initialising")
+        progress(0.1, "registration: images prepared")
 
-    # Fixed (follow-up) point y -> moving (baseline) point x. Start: centroids aligned, then a z search.
-    c_fixed = _body_centroid_lps(fixed_coarse)
-    c_moving = _body_centroid_lps(moving_coarse)
-    init = sitk.AffineTransform(3)
-    init.SetCenter(tuple(c_fixed))
-    reg = _method(iterations, sampling)
-    z_range = 0.5 * abs(_z_extent_mm(fixed_coarse) - _z_extent_mm(moving_coarse)) + 2 * z_search_step_mm
-    best = None
-    for dz in np.arange(-z_range, z_range + 1e-6, z_search_step_mm):
-        init.SetTranslation(tuple(c_moving - c_fixed + np.array([0.0, 0.0, dz])))
-        reg.SetInitialTransform(init, inPlace=False)
-        value = reg.MetricEvaluate(fixed_coarse, moving_coarse)
-        if best is None or value < best[0]:
-            best = (value, dz)
-    init.SetTranslation(tuple(c_moving - c_fixed + np.array([0.0, 0.0, best[1]])))
+    # 3. start
+    t1 = time.perf_counter()
+    mask = _mask_image(bodies[0], pyramid[0][0])
+    reg = _method(metric, n_samples[0], int(bodies[0].sum()), 1, mask, seed, threads)
+    transform, dz = _z_search(pyramid[0][0], pyramid[0][1], reg, z_search_step_mm)
+    stages["start"] = time.perf_counter() - t1
+    if progress:
+        progress(0.2, "registration: start found")
 
-    transform = sitk.AffineTransform(init)
-    levels = ((fixed_coarse, moving_coarse), (fixed_fine, moving_fine))
-    for n, (fixed, moving) in enumerate(levels):
-        reg = _method(iterations, sampling)
+    # 4. levels
+    transform = sitk.AffineTransform(transform)
+    level_info = []
+    for n, (fixed, moving) in enumerate(pyramid):
+        t1 = time.perf_counter()
+        sampled = bodies[n] & _inside_both(fixed, moving, _to_affine(transform), edge_margin_mm)
+        if sampled.sum() < 0.1 * bodies[n].sum():  # little overlap yet: the edges cannot be spared
+            sampled = bodies[n]
+        n_sampled = int(sampled.sum())
+        mask = _mask_image(sampled, fixed)
+        reg = _method(metric, n_samples[n], n_sampled, iterations[n], mask, seed, threads)
         reg.SetInitialTransform(transform, inPlace=True)
-        reg.Execute(fixed, moving)
+        try:
+            reg.Execute(fixed, moving)
+        except RuntimeError as exc:
+            last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            msg = f"affine registration failed at level {n + 1} ({last})"
+            raise TLTError(f"{msg}; do both scans show the same body region?") from exc
+        stages[f"level_{n + 1}"] = time.perf_counter() - t1
+        level_info.append({
+            "spacing_mm": [round(float(s), 3) for s in fixed.GetSpacing()],
+            "iterations": int(reg.GetOptimizerIteration()),
+            "sampled_voxels": n_sampled,
+            "metric": float(reg.GetMetricValue()),
+            "stop": reg.GetOptimizerStopConditionDescription(),
+        })
         if progress:
-            progress(0.3 + 0.35 * (n + 1), f"registration level {n + 1} of {len(levels)}")
-    affine_fixed_to_moving = _to_affine(transform)
+            progress(0.2 + 0.75 * (n + 1) / len(levels), f"registration: level {n + 1} of {len(levels)} done")
+    final_body = bodies[-1] if body_mask else _body_mask(pyramid[-1][0])
+    correlation, overlap = _quality(pyramid[-1][0], pyramid[-1][1], transform, final_body)
+    fixed_to_moving = _to_affine(transform)
+    forward = fixed_to_moving if fixed_name == "baseline" else fixed_to_moving.inverse()
     seconds = time.perf_counter() - t0
-    logger.debug("registration: z start %+.0f mm, metric %.4f, %.2f s", best[1], reg.GetMetricValue(), seconds)
-    return RegistrationResult(
-        baseline_to_followup=affine_fixed_to_moving.inverse(),
-        metric_value=float(reg.GetMetricValue()),
-        seconds=seconds,
-        info={"z_start_mm": float(best[1]), "stop": reg.GetOptimizerStopConditionDescription(),
-              "working_mm": [coarse_mm, fine_mm]},
+    stages["total"] = seconds
+    metric_value = level_info[-1]["metric"]
+    logger.info(
+        "registration: %s metric %.4g, correlation %.3f, overlap %.2f, z start %+.0f mm, %.2f s",
+        metric, metric_value, correlation, overlap, dz, seconds,
     )
-
-
-def _method(iterations: int, sampling: float) -> Any:
-    import SimpleITK as sitk
-
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(32)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(sampling, seed=1)
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(2.0, 1e-3, iterations, relaxationFactor=0.6)
-    reg.SetOptimizerScalesFromPhysicalShift()
-    return reg
+    if not (np.isfinite(correlation) and correlation > 0.5):
+        logger.warning("registration looks poor (correlation %.2f); check the result", correlation)
+    info = {"metric": metric, "correlation": correlation, "overlap_fraction": overlap,
+            "fixed_image": fixed_name, "z_start_mm": dz, "levels": level_info, "samples": n_samples,
+            "seconds_by_stage": {k: round(v, 3) for k, v in stages.items()}}
+    return RegistrationResult(forward, float(metric_value), seconds, info)
 
 
 def _to_affine(transform: Any) -> AffineTransform:
-    """Any SimpleITK transform made of affine pieces -> AffineTransform (same direction as ITK's)."""
-    import SimpleITK as sitk
-
-    total = AffineTransform.identity()
-    if transform.GetName() == "CompositeTransform":
-        comp = sitk.CompositeTransform(transform)
-        # ITK composite applies the last-added transform first.
-        pieces = [comp.GetNthTransform(i) for i in range(comp.GetNumberOfTransforms())][::-1]
-    else:
-        pieces = [transform]
-    for piece in pieces:
-        a = np.array(piece.GetMatrix()).reshape(3, 3)
-        c = np.array(piece.GetCenter())
-        t = np.array(piece.GetTranslation())
-        total = total.then(AffineTransform(a, t + c - a @ c))
-    return total
+    """SimpleITK ``AffineTransform`` -> :class:`AffineTransform` (same direction as ITK's)."""
+    a = np.array(transform.GetMatrix()).reshape(3, 3)
+    c, t = np.array(transform.GetCenter()), np.array(transform.GetTranslation())
+    return AffineTransform(a, t + c - a @ c)

@@ -1,4 +1,4 @@
-"""Checkpoint round trip, weights_only loading, and clear errors for foreign, corrupt or other-version files."""
+"""Checkpoint round trip, weights_only loading, clear errors for foreign, corrupt or other-version files."""
 
 from __future__ import annotations
 
@@ -18,6 +18,16 @@ from TLTTrackerLib.checkpoint import (  # noqa: E402
 from TLTTrackerLib.config import PreprocessConfig  # noqa: E402
 from TLTTrackerLib.errors import ModelFileError  # noqa: E402
 from TLTTrackerLib.model import build_tracker  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is much faster than two on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 PRE = PreprocessConfig(search_size_mm=(16, 32, 40), template_size_mm=(16, 32, 32))
 
@@ -78,7 +88,7 @@ def test_strip_prefixes():
 
 
 def test_predictor_from_checkpoint_on_a_phantom_pair(tmp_path):
-    """inference.py: checkpoint -> predictor -> LPS centres inside the search windows, batch-size invariant."""
+    """inference.py: checkpoint -> predictor -> LPS centres inside the search windows, batch invariant."""
     import numpy as np
 
     from TLTTrackerLib.inference import TLTPredictor, track_lesions
@@ -89,7 +99,9 @@ def test_predictor_from_checkpoint_on_a_phantom_pair(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", build_tracker(TINY), TINY, PRE)
     vol, lesions = make_phantom(3, shape_kji=(36, 56, 56), spacing_mm=(2.0, 2.0, 2.5), n_lesions=3)
     shift = AffineTransform(np.eye(3), np.array([3.0, -2.0, 1.0]))
-    one = TLTPredictor.from_checkpoint(path, device="cpu", batch_size=1).predict(vol, vol, lesions, shift, with_heatmap=True)
+    one = TLTPredictor.from_checkpoint(path, device="cpu", batch_size=1).predict(
+        vol, vol, lesions, shift, with_heatmap=True
+    )
     many = TLTPredictor.from_checkpoint(path, device="cpu", batch_size=8).predict(vol, vol, lesions, shift)
     assert [r.id for r in one] == [les.id for les in lesions]
     half = np.array([40, 32, 16]) / 2  # search window (x, y, z) half extents in mm
@@ -105,3 +117,34 @@ def test_predictor_from_checkpoint_on_a_phantom_pair(tmp_path):
         assert heat.array.max() == pytest.approx(r1.confidence, abs=1e-6)
     again = track_lesions(path, vol, vol, lesions[:1], shift, device="cpu")
     np.testing.assert_allclose(again[0].center_lps_mm, one[0].center_lps_mm, atol=1e-4)
+
+
+def test_inference_needs_no_training_code(tmp_path):
+    """Slicer ships TLTTrackerLib without training/ (see TLTTrackerLib/CMakeLists.txt): inference must not
+    import it."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    path = save_checkpoint(tmp_path / "m.pt", build_tracker(TINY), TINY, PRE)
+    code = (
+        "import sys; sys.modules['TLTTrackerLib.training'] = None\n"
+        "from TLTTrackerLib.inference import TLTPredictor\n"
+        "from TLTTrackerLib.phantom import make_phantom\n"
+        "from TLTTrackerLib.transforms import AffineTransform\n"
+        "vol, les = make_phantom(0, shape_kji=(36, 56, 56), spacing_mm=(2.0, 2.0, 2.5), n_lesions=1)\n"
+        f"predictor = TLTPredictor.from_checkpoint({str(path)!r}, device='cpu')\n"
+        "res = predictor.predict(vol, vol, les, AffineTransform())\n"
+        "print(len(res))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "1"

@@ -21,7 +21,9 @@ from TLTTrackerLib.errors import InputError
 TRAIN = TrainConfig(synthetic_volumes=("ct",))
 
 
-@pytest.mark.parametrize("cfg", [ModelConfig(), PreprocessConfig(), TRAIN, ModelConfig(norm="none", raam_mode="off")])
+@pytest.mark.parametrize(
+    "cfg", [ModelConfig(), PreprocessConfig(), TRAIN, ModelConfig(norm="none", raam_mode="off")]
+)
 def test_round_trip_through_json(cfg):
     text = json.dumps(cfg.to_dict())
     assert type(cfg).from_dict(json.loads(text)) == cfg
@@ -74,7 +76,9 @@ def test_preprocess_and_train_validation():
 
 
 def test_run_config_with_overrides():
-    rc = run_config_from_dict({"train": {"synthetic_volumes": ["a"]}}, {"train.max_steps": 7, "model.dropout": 0.0})
+    rc = run_config_from_dict(
+        {"train": {"synthetic_volumes": ["a"]}}, {"train.max_steps": 7, "model.dropout": 0.0}
+    )
     assert rc.train.max_steps == 7 and rc.model.dropout == 0.0 and rc.preprocess == PreprocessConfig()
     assert run_config_from_dict(rc.to_dict()) == rc
     with pytest.raises(InputError, match="sections"):

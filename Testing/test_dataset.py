@@ -32,11 +32,15 @@ PRE = PreprocessConfig(search_size_mm=(16, 32, 32), template_size_mm=(16, 24, 24
 
 @pytest.fixture(scope="module")
 def phantoms():
-    return [make_phantom(s, shape_kji=(36, 56, 56), spacing_mm=(2.0, 2.0, 2.5), n_lesions=2)[0] for s in (0, 1)]
+    return [
+        make_phantom(s, shape_kji=(36, 56, 56), spacing_mm=(2.0, 2.0, 2.5), n_lesions=2)[0] for s in (0, 1)
+    ]
 
 
 def test_synthetic_items_are_deterministic_and_well_formed(phantoms):
-    ds = SyntheticPairDataset(phantoms, 3, PRE, lesions_per_pair=2, start="exact", start_jitter_mm=0.0, seed=5)
+    ds = SyntheticPairDataset(
+        phantoms, 3, PRE, lesions_per_pair=2, start="exact", start_jitter_mm=0.0, seed=5
+    )
     a, b = ds[1], ds[1]
     assert len(a) == 2
     s = a[0]
@@ -56,8 +60,12 @@ def test_augmentation_keeps_the_truth(phantoms):
     aug = SyntheticPairDataset(phantoms, 2, PRE, augment=Augment(crop_jitter_mm=6.0, flip=True), **kwargs)[0]
     assert any(s["meta"]["flip"] for s in aug)
     for p, q in zip(plain, aug):
-        np.testing.assert_allclose(normalized_to_lps(q["target_center"], q["meta"]), p["meta"]["target_lps_mm"], atol=1e-4)
-        np.testing.assert_allclose(normalized_to_lps(q["search_start"], q["meta"]), p["meta"]["start_lps_mm"], atol=1e-4)
+        np.testing.assert_allclose(
+            normalized_to_lps(q["target_center"], q["meta"]), p["meta"]["target_lps_mm"], atol=1e-4
+        )
+        np.testing.assert_allclose(
+            normalized_to_lps(q["search_start"], q["meta"]), p["meta"]["start_lps_mm"], atol=1e-4
+        )
 
 
 def _blob_volume(center_index_kji, shape=(30, 80, 80), spacing=(0.8, 0.8, 2.0)) -> Volume:
@@ -69,10 +77,19 @@ def _blob_volume(center_index_kji, shape=(30, 80, 80), spacing=(0.8, 0.8, 2.0)) 
 
 
 def _dls_record(src, tgt, src_xyz, tgt_xyz, pred_xyz, spacing):
-    return {"source": src, "target": tgt, "source center": src_xyz, "target center": tgt_xyz,
-            "source box": [0, 0, 0, 5, 5, 2], "target box": [0, 0, 0, 5, 5, 2], "source spacing": spacing,
-            "target spacing": spacing, "source recist diameter": [12.0, 8.0], "target recist diameter": [10.0, 7.0],
-            "predict target center": pred_xyz}
+    return {
+        "source": src,
+        "target": tgt,
+        "source center": src_xyz,
+        "target center": tgt_xyz,
+        "source box": [0, 0, 0, 5, 5, 2],
+        "target box": [0, 0, 0, 5, 5, 2],
+        "source spacing": spacing,
+        "target spacing": spacing,
+        "source recist diameter": [12.0, 8.0],
+        "target recist diameter": [10.0, 7.0],
+        "predict target center": pred_xyz,
+    }
 
 
 def test_dls_dataset_targets_decode_to_the_annotation(tmp_path):
@@ -81,13 +98,19 @@ def test_dls_dataset_targets_decode_to_the_annotation(tmp_path):
     src_xyz, tgt_xyz = [40.0, 35.0, 12.0], [44.0, 30.0, 15.0]
     write_volume(_blob_volume((12, 40, 35)), tmp_path / "a_000-029.nii.gz")
     write_volume(_blob_volume((15, 44, 30)), tmp_path / "b_000-029.nii.gz")
-    recs = {"0001": _dls_record("a_000-029.nii.gz", "b_000-029.nii.gz", src_xyz, tgt_xyz, [41.0, 33.0, 14.0], spacing)}
+    recs = {
+        "0001": _dls_record(
+            "a_000-029.nii.gz", "b_000-029.nii.gz", src_xyz, tgt_xyz, [41.0, 33.0, 14.0], spacing
+        )
+    }
     (tmp_path / "dls.json").write_text(json.dumps(recs))
     ds = DLSPairDataset(load_dls(tmp_path / "dls.json"), tmp_path, PRE)
     (s,) = ds[0]
     truth = dls_center_to_lps(np.array(tgt_xyz), np.array(spacing))
     np.testing.assert_allclose(normalized_to_lps(s["target_center"], s["meta"]), truth, atol=1e-4)
-    np.testing.assert_allclose(s["meta"]["start_lps_mm"], dls_center_to_lps(np.array([41.0, 33.0, 14.0]), np.array(spacing)))
+    np.testing.assert_allclose(
+        s["meta"]["start_lps_mm"], dls_center_to_lps(np.array([41.0, 33.0, 14.0]), np.array(spacing))
+    )
     # the blob is where the annotation says, in both crops
     t_peak = np.array(np.unravel_index(np.argmax(s["template_image"][0]), (16, 24, 24)))
     assert np.all(np.abs(t_peak - (np.array([16, 24, 24]) - 1) / 2) <= 1.0)

@@ -34,7 +34,9 @@ def test_focal_loss_prefers_the_right_peak_and_averages_the_batch():
     bad = torch.tensor([[4.0, -4.0, -4.0, -4.0]])
     assert focal_token_loss(good, labels) < 0.1 * focal_token_loss(bad, labels)
     both = focal_token_loss(torch.cat([good, bad]), labels.repeat(2, 1))
-    assert both.item() == pytest.approx((focal_token_loss(good, labels) + focal_token_loss(bad, labels)).item() / 2)
+    assert both.item() == pytest.approx(
+        (focal_token_loss(good, labels) + focal_token_loss(bad, labels)).item() / 2
+    )
 
 
 def test_l1_spaces():
@@ -42,7 +44,9 @@ def test_l1_spaces():
     pred, target = torch.tensor([[0.5, 0.5, 0.5]]), torch.tensor([[0.6, 0.52, 0.5]])
     # normalised: (0.1 + 0.02 + 0) / 3 ; isotropic: (0.1·0.2 + 0.02) / 3 ; mm: (4 + 4) / 3
     assert center_l1_loss(pred, target, l1_scale(size, "normalized")).item() == pytest.approx(0.04, rel=1e-5)
-    assert center_l1_loss(pred, target, l1_scale(size, "isotropic")).item() == pytest.approx(0.04 / 3, rel=1e-5)
+    assert center_l1_loss(pred, target, l1_scale(size, "isotropic")).item() == pytest.approx(
+        0.04 / 3, rel=1e-5
+    )
     assert center_l1_loss(pred, target, l1_scale(size, "mm")).item() == pytest.approx(8 / 3, rel=1e-5)
     with pytest.raises(ValueError):
         l1_scale(size, "voxels")

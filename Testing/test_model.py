@@ -21,8 +21,25 @@ from TLTTrackerLib.model import (  # noqa: E402
 from TLTTrackerLib.model.fusion import Attention, AttnTerm  # noqa: E402
 from TLTTrackerLib.model.position_encoding import grid_coordinates, sine_encoding  # noqa: E402
 
-TINY = ModelConfig(backbone_channels=(8, 16, 16, 24), norm_groups=4, d_model=24, n_heads=4, ffn_dim=24,
-                   fusion_layers=2, sss_min_tokens=3)
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is much faster than two on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY = ModelConfig(
+    backbone_channels=(8, 16, 16, 24),
+    norm_groups=4,
+    d_model=24,
+    n_heads=4,
+    ffn_dim=24,
+    fusion_layers=2,
+    sss_min_tokens=3,
+)
 
 
 def make_batch(sigmas_vox, t_shape=(16, 32, 32), s_shape=(16, 32, 40), seed=0, stride=8):
@@ -36,9 +53,15 @@ def make_batch(sigmas_vox, t_shape=(16, 32, 32), s_shape=(16, 32, 40), seed=0, s
     return {
         "template_image": torch.rand((b, 1, *t_shape), generator=g),
         "search_image": torch.rand((b, 1, *s_shape), generator=g),
-        "template_prior": torch.stack([torch.from_numpy(gaussian_grid(t_center, s, t_grid, stride)) for s in sigmas_vox]),
-        "search_prior": torch.stack([torch.from_numpy(gaussian_grid(s_center, s, s_grid, stride)) for s in sigmas_vox]),
-        "search_start": torch.tensor(np.array([(s_center + 0.5) / np.array(s_shape)] * b), dtype=torch.float32),
+        "template_prior": torch.stack(
+            [torch.from_numpy(gaussian_grid(t_center, s, t_grid, stride)) for s in sigmas_vox]
+        ),
+        "search_prior": torch.stack(
+            [torch.from_numpy(gaussian_grid(s_center, s, s_grid, stride)) for s in sigmas_vox]
+        ),
+        "search_start": torch.tensor(
+            np.array([(s_center + 0.5) / np.array(s_shape)] * b), dtype=torch.float32
+        ),
         "template_origin": torch.tensor(np.array([s_center - t_center] * b), dtype=torch.float32),
     }
 
@@ -85,7 +108,11 @@ def test_sss_threshold_and_fallback():
     prior = torch.tensor([[0.1, 0.75, 0.9, 0.2, 0.71], [0.1, 0.2, 0.3, 0.65, 0.05], [0.0] * 5])
     index, padding, counts = select_template_tokens(prior, 0.7, 2)
     assert counts.tolist() == [3, 2, 2]  # row 0 passes 3; rows 1-2 fall back to the top 2
-    assert index.shape == (3, 3) and padding.tolist() == [[False] * 3, [False, False, True], [False, False, True]]
+    assert index.shape == (3, 3) and padding.tolist() == [
+        [False] * 3,
+        [False, False, True],
+        [False, False, True],
+    ]
     assert index[0].tolist() == [1, 2, 4] and sorted(index[1, :2].tolist()) == [2, 3]
     _, _, all_counts = select_template_tokens(prior, 0.0, 2)
     assert all_counts.tolist() == [5, 5, 5]

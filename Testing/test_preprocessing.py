@@ -29,7 +29,9 @@ def _linear_volume(direction: np.ndarray, spacing=(1.3, 0.9, 2.1), shape=(40, 50
     return vol.with_array((lps @ GRAD + 200.0).astype(np.float32))
 
 
-@pytest.mark.parametrize("direction", [np.eye(3), oblique_direction(25.0), np.array([[0, 1, 0], [1, 0, 0], [0, 0, -1.0]])])
+@pytest.mark.parametrize(
+    "direction", [np.eye(3), oblique_direction(25.0), np.array([[0, 1, 0], [1, 0, 0], [0, 0, -1.0]])]
+)
 def test_sample_crop_reproduces_a_linear_field(direction):
     vol = _linear_volume(direction)
     center = vol.center_lps_mm() + np.array([1.7, -2.2, 0.9])
@@ -48,7 +50,9 @@ def test_crop_geometry_round_trip_and_centre():
     back = crop_index_to_lps(lps_to_crop_index(pts, center, shape, 1.5), center, shape, 1.5)
     np.testing.assert_allclose(back, pts, atol=1e-9)
     # x runs along the last array axis, z along the first
-    step = crop_index_to_lps(np.array([0.0, 0.0, 1.0]), center, shape, 2.0) - crop_index_to_lps(np.zeros(3), center, shape, 2.0)
+    step = crop_index_to_lps(np.array([0.0, 0.0, 1.0]), center, shape, 2.0) - crop_index_to_lps(
+        np.zeros(3), center, shape, 2.0
+    )
     np.testing.assert_allclose(step, [2.0, 0.0, 0.0])
 
 
@@ -92,14 +96,20 @@ def test_build_sample_targets_priors_and_frame():
     np.testing.assert_allclose(normalized_to_lps(s["search_start"], s["meta"]), start, atol=1e-4)
     # the search image is brightest at the truth
     peak = np.array(np.unravel_index(np.argmax(s["search_image"][0]), s["search_image"].shape[1:]))
-    np.testing.assert_allclose(crop_index_to_lps(peak, np.array(s["meta"]["search_center_lps_mm"]), (32, 48, 40), 1.0), truth, atol=1.0)
+    np.testing.assert_allclose(
+        crop_index_to_lps(peak, np.array(s["meta"]["search_center_lps_mm"]), (32, 48, 40), 1.0),
+        truth,
+        atol=1.0,
+    )
     # priors are the analytic Gaussians (peak 1 at the sub-voxel centre) on the stride-8 lattice
     start_idx = lps_to_crop_index(start, start + offset, (32, 48, 40), 1.0)
     np.testing.assert_allclose(s["search_prior"], gaussian_grid(start_idx, 8.0, (4, 6, 5), 8), rtol=1e-6)
     assert s["template_prior"].max() <= 1.0 and s["template_prior"].max() > 0.5
     # shared frame: the template centre falls on the start point of the search crop
     np.testing.assert_allclose(s["template_origin"] + (np.array([24, 32, 32]) - 1) / 2, start_idx, atol=1e-5)
-    assert peak_index(s["target_heatmap"]).tolist() == list(np.round(lps_to_crop_index(truth, start + offset, (32, 48, 40), 1.0) / 8).astype(int))
+    assert peak_index(s["target_heatmap"]).tolist() == list(
+        np.round(lps_to_crop_index(truth, start + offset, (32, 48, 40), 1.0) / 8).astype(int)
+    )
 
 
 def test_target_outside_window_is_flagged():

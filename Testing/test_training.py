@@ -214,7 +214,9 @@ def test_cuda_bf16_train_steps(volume_dir):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA")
     torch.manual_seed(0)
-    ds = SyntheticPairDataset([volume_dir / "phantom0.nii.gz"], 2, PRE, lesions_per_pair=2, seed=3, fixed=True)
+    ds = SyntheticPairDataset(
+        [volume_dir / "phantom0.nii.gz"], 2, PRE, lesions_per_pair=2, seed=3, fixed=True
+    )
     batch = collate_samples([ds[0], ds[1]])
     device = torch.device("cuda")
     net = build_tracker(TINY).to(device)

@@ -38,8 +38,9 @@ SHARED = Path(os.environ.get("TLT_SHARED_DATA", ROOT.parent / "shared" / "data")
 WINDOWS = {"default": None, "official": ((40, 200, 200), (40, 200, 200))}
 
 
-def make_batch(b: int, size: tuple[int, int, int], template: tuple[int, int, int], device, stride: int = 8,
-               seed: int = 0) -> dict:
+def make_batch(
+    b: int, size: tuple[int, int, int], template: tuple[int, int, int], device, stride: int = 8, seed: int = 0
+) -> dict:
     """A batch at 1 mm: search crop ``size``, template crop ``template`` (voxels, z, y, x)."""
     import torch
 
@@ -49,15 +50,22 @@ def make_batch(b: int, size: tuple[int, int, int], template: tuple[int, int, int
 
     def prior(shape: tuple[int, int, int]) -> torch.Tensor:
         grid = tuple(s // stride for s in shape)
-        return torch.from_numpy(gaussian_grid((np.array(shape) - 1) / 2, 10.0, grid, stride))[None].repeat(b, 1, 1, 1)
+        return torch.from_numpy(gaussian_grid((np.array(shape) - 1) / 2, 10.0, grid, stride))[None].repeat(
+            b, 1, 1, 1
+        )
 
     origin = (np.array(size) - np.array(template)) / 2
-    batch = {"template_image": torch.rand((b, 1, *template), generator=g),
-             "search_image": torch.rand((b, 1, *size), generator=g),
-             "template_prior": prior(template), "search_prior": prior(size), "search_start": torch.full((b, 3), 0.5),
-             "template_origin": torch.tensor(np.array([origin] * b), dtype=torch.float32),
-             "target_heatmap": prior(size), "target_center": torch.full((b, 3), 0.52),
-             "search_size_mm": torch.tensor([list(size)] * b, dtype=torch.float32)}
+    batch = {
+        "template_image": torch.rand((b, 1, *template), generator=g),
+        "search_image": torch.rand((b, 1, *size), generator=g),
+        "template_prior": prior(template),
+        "search_prior": prior(size),
+        "search_start": torch.full((b, 3), 0.5),
+        "template_origin": torch.tensor(np.array([origin] * b), dtype=torch.float32),
+        "target_heatmap": prior(size),
+        "target_center": torch.full((b, 3), 0.52),
+        "search_size_mm": torch.tensor([list(size)] * b, dtype=torch.float32),
+    }
     return {k: v.to(device) for k, v in batch.items()}
 
 
@@ -77,7 +85,9 @@ def timed(fn, device, repeats: int) -> float:
     return best
 
 
-def crop_seconds(size_mm: tuple[int, int, int], template_mm: tuple[int, int, int], n: int = 5) -> float | None:
+def crop_seconds(
+    size_mm: tuple[int, int, int], template_mm: tuple[int, int, int], n: int = 5
+) -> float | None:
     path = SHARED / "ct" / "lidc_0001.nii.gz"
     if not path.exists():
         return None
@@ -111,18 +121,23 @@ def main() -> int:
     from TLTTrackerLib.config import ModelConfig, PreprocessConfig
     from TLTTrackerLib.losses import tracking_loss
     from TLTTrackerLib.model import build_tracker, count_parameters
-    from TLTTrackerLib.training.engine import autocast
+    from TLTTrackerLib.inference import autocast
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA: nothing to measure on the GPU (run with --device cpu for CPU figures)")
         return 0
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    print(f"device {device} ({gpu or platform.processor() or platform.machine()}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {os.cpu_count()} cores, precision {args.precision}")
+    print(
+        f"device {device} ({gpu or platform.processor() or platform.machine()}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} cores, precision {args.precision}"
+    )
     net = build_tracker(ModelConfig()).to(device)
     print(f"model: {count_parameters(net):,d} parameters (default ModelConfig)")
     pre = PreprocessConfig()
@@ -132,14 +147,23 @@ def main() -> int:
         crop_s = crop_seconds(size, template) if device.type == "cpu" else None
         print(f"[{name}] search {size}, template {template} voxels at 1 mm")
         if crop_s is not None:
-            print(f"  crop preparation (two crops + priors from LIDC-0001 at full resolution): {crop_s:.3f} s/lesion")
+            print(
+                f"  crop preparation (two crops + priors from LIDC-0001 at full resolution): "
+                f"{crop_s:.3f} s/lesion"
+            )
         for b in (int(x) for x in args.batch_sizes.split(",")):
             batch = make_batch(b, size, template, device)
-            row = {"window": name, "size": list(size), "template": list(template), "batch": b, "device": str(device),
-                   "precision": args.precision}
+            row = {
+                "window": name,
+                "size": list(size),
+                "template": list(template),
+                "batch": b,
+                "device": str(device),
+                "precision": args.precision,
+            }
             net.eval()
 
-            def infer() -> None:
+            def infer(batch: dict = batch) -> None:
                 with torch.inference_mode(), autocast(device, args.precision):
                     net(batch)
 
@@ -156,7 +180,7 @@ def main() -> int:
                 opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
                 net.train()
 
-                def train() -> None:
+                def train(batch: dict = batch, opt: torch.optim.Optimizer = opt) -> None:
                     with autocast(device, args.precision):
                         out = net(batch)
                     loss, _ = tracking_loss(out, batch)
@@ -176,9 +200,9 @@ def main() -> int:
             row["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
             rows.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
-            del batch
+
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")
     return 0
 
 

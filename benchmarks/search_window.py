@@ -34,9 +34,11 @@ OFFICIAL = (40, 200, 200)
 
 
 def start_errors_mm(path: Path) -> np.ndarray:
-    """``|predict target center - target center| × target spacing``, ``(N, 3)`` as (z, in-plane a, in-plane b)."""
+    """``|predict target center - target center| × target spacing``, ``(N, 3)`` (z, in-plane, in-plane)."""
     recs = load_dls(path)
-    d = np.array([(r.prediction("predict target center") - r.target_center_xyz) * r.target_spacing_mm for r in recs])
+    d = np.array(
+        [(r.prediction("predict target center") - r.target_center_xyz) * r.target_spacing_mm for r in recs]
+    )
     return np.abs(d[:, [2, 1, 0]])
 
 
@@ -59,10 +61,15 @@ def backbone_gflop(shape_zyx: tuple[int, int, int], channels=(32, 64, 128, 192))
 def cost(shape: tuple[int, int, int], heads: int = 8, layers: int = 3) -> dict[str, float]:
     grid = [s // STRIDE for s in shape]
     ns = int(np.prod(grid))
-    return {"voxels": int(np.prod(shape)), "tokens": ns, "grid": grid,
-            "self_attention_logits_per_layer": ns * ns * heads,
-            "self_attention_MiB_fp32_per_layer": ns * ns * heads * 4 / 2**20,
-            "backbone_gflop_per_crop": round(backbone_gflop(shape), 1), "fusion_layers": layers}
+    return {
+        "voxels": int(np.prod(shape)),
+        "tokens": ns,
+        "grid": grid,
+        "self_attention_logits_per_layer": ns * ns * heads,
+        "self_attention_MiB_fp32_per_layer": ns * ns * heads * 4 / 2**20,
+        "backbone_gflop_per_crop": round(backbone_gflop(shape), 1),
+        "fusion_layers": layers,
+    }
 
 
 def time_forward(size_mm: tuple[int, int, int], repeats: int = 1) -> float:
@@ -73,9 +80,14 @@ def time_forward(size_mm: tuple[int, int, int], repeats: int = 1) -> float:
 
     net = build_tracker(ModelConfig()).eval()
     grid = [s // STRIDE for s in size_mm]
-    batch = {"template_image": torch.rand(1, 1, *size_mm), "search_image": torch.rand(1, 1, *size_mm),
-             "template_prior": torch.rand(1, *grid), "search_prior": torch.rand(1, *grid),
-             "search_start": torch.full((1, 3), 0.5), "template_origin": torch.zeros(1, 3)}
+    batch = {
+        "template_image": torch.rand(1, 1, *size_mm),
+        "search_image": torch.rand(1, 1, *size_mm),
+        "template_prior": torch.rand(1, *grid),
+        "search_prior": torch.rand(1, *grid),
+        "search_start": torch.full((1, 3), 0.5),
+        "template_origin": torch.zeros(1, 3),
+    }
     best = float("inf")
     with torch.inference_mode():
         for _ in range(repeats + 1):
@@ -99,7 +111,10 @@ def main() -> int:
     errs = {name: start_errors_mm(p) for name, p in files.items()}
     for name, e in errs.items():
         q = np.percentile(e, [50, 95, 99], axis=0).round(1).tolist()
-        print(f"{name}: {len(e)} pairs; |start error| mm (z, in-plane, in-plane) median {q[0]}, p95 {q[1]}, p99 {q[2]}")
+        print(
+            f"{name}: {len(e)} pairs; |start error| mm (z, in-plane, in-plane) median {q[0]}, "
+            f"p95 {q[1]}, p99 {q[2]}"
+        )
     candidates = []
     for z in range(40, 161, STRIDE):
         for xy in range(40, 257, STRIDE):
@@ -111,33 +126,49 @@ def main() -> int:
         return 1
     _, z, xy, cov = min(candidates)
     chosen = (z, xy, xy)
-    result = {"coverage_target": args.coverage, "margin_mm": args.margin_mm, "chosen_window_mm": list(chosen),
-              "chosen_coverage": cov, "chosen_cost": cost(chosen),
-              "official_window_mm": list(OFFICIAL),
-              "official_coverage_no_margin": {n: coverage(e, OFFICIAL, 0.0) for n, e in errs.items()},
-              "official_coverage_with_margin": {n: coverage(e, OFFICIAL, args.margin_mm) for n, e in errs.items()},
-              "official_cost": cost(OFFICIAL)}
-    print(f"\nsmallest window (z, y, x) with ≥ {args.coverage:.0%} of each split inside (margin {args.margin_mm} mm): "
-          f"{chosen} mm -> coverage " + ", ".join(f"{n} {100 * c:.2f} %" for n, c in cov.items()))
-    print("official 40×200×200: coverage without margin " + ", ".join(
-        f"{n} {100 * c:.2f} %" for n, c in result["official_coverage_no_margin"].items()) + "; with margin " + ", ".join(
-        f"{n} {100 * c:.2f} %" for n, c in result["official_coverage_with_margin"].items()))
+    result = {
+        "coverage_target": args.coverage,
+        "margin_mm": args.margin_mm,
+        "chosen_window_mm": list(chosen),
+        "chosen_coverage": cov,
+        "chosen_cost": cost(chosen),
+        "official_window_mm": list(OFFICIAL),
+        "official_coverage_no_margin": {n: coverage(e, OFFICIAL, 0.0) for n, e in errs.items()},
+        "official_coverage_with_margin": {n: coverage(e, OFFICIAL, args.margin_mm) for n, e in errs.items()},
+        "official_cost": cost(OFFICIAL),
+    }
+    print(
+        f"\nsmallest window (z, y, x) with ≥ {args.coverage:.0%} of each split inside "
+        f"(margin {args.margin_mm} mm): "
+        f"{chosen} mm -> coverage " + ", ".join(f"{n} {100 * c:.2f} %" for n, c in cov.items())
+    )
+    print(
+        "official 40×200×200: coverage without margin "
+        + ", ".join(f"{n} {100 * c:.2f} %" for n, c in result["official_coverage_no_margin"].items())
+        + "; with margin "
+        + ", ".join(f"{n} {100 * c:.2f} %" for n, c in result["official_coverage_with_margin"].items())
+    )
     for label, key in (("chosen", "chosen_cost"), ("official", "official_cost")):
         c = result[key]
-        print(f"{label:>9}: {c['voxels']:>9,d} voxels, grid {c['grid']}, {c['tokens']} search tokens, "
-              f"{c['self_attention_logits_per_layer'] / 1e6:.1f} M self-attention logits per layer "
-              f"({c['self_attention_MiB_fp32_per_layer']:.0f} MiB fp32), backbone {c['backbone_gflop_per_crop']} GFLOP per crop")
+        print(
+            f"{label:>9}: {c['voxels']:>9,d} voxels, grid {c['grid']}, {c['tokens']} search tokens, "
+            f"{c['self_attention_logits_per_layer'] / 1e6:.1f} M self-attention logits per layer "
+            f"({c['self_attention_MiB_fp32_per_layer']:.0f} MiB fp32), "
+            f"backbone {c['backbone_gflop_per_crop']} GFLOP per crop"
+        )
     if args.time:
         import torch
 
-        print(f"\nCPU forward (default model, batch 1, fp32, {torch.get_num_threads()} threads, "
-              f"{platform.processor() or platform.machine()}; shared machine, timings disturbed by other load):")
+        print(
+            f"\nCPU forward (default model, batch 1, fp32, {torch.get_num_threads()} threads, "
+            f"{platform.processor() or platform.machine()}; shared machine, timings disturbed by other load):"
+        )
         for label, size in (("chosen", chosen), ("official", OFFICIAL)):
             seconds = time_forward(size)
             result[f"{label}_cpu_forward_s"] = seconds
             print(f"{label:>9} {size}: {seconds:.2f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
     return 0
 
 

@@ -186,7 +186,10 @@ class BackgroundTracking:
         return self.progress
 
     def wait(self, timeout: float | None = None) -> None:
+        """Block until the child process has ended and its output has been read."""
         self._proc.wait(timeout)
+        for reader in self._readers:
+            reader.join(timeout=5)
 
     def cancel(self) -> None:
         """Stop the child process and everything it started; nothing was written to the scene."""

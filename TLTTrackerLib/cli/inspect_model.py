@@ -44,8 +44,12 @@ def run(args: argparse.Namespace) -> int:
 
         model, mc, pc, data = load_model(args.checkpoint)
         info: dict[str, Any] = {
-            "file": args.checkpoint, "format_version": data["format_version"], "versions": data.get("versions"),
-            "step": data.get("step"), "epoch": data.get("epoch"), "metrics": data.get("metrics"),
+            "file": args.checkpoint,
+            "format_version": data["format_version"],
+            "versions": data.get("versions"),
+            "step": data.get("step"),
+            "epoch": data.get("epoch"),
+            "metrics": data.get("metrics"),
             "best": data.get("best"),
         }
     else:

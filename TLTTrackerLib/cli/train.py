@@ -19,12 +19,24 @@ HELP = "train the TLT network from a JSON recipe (multi-GPU through torchrun)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="JSON recipe with model / preprocess / train sections")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a recipe value (JSON value, e.g. train.max_steps=100); repeatable")
+    parser.add_argument(
+        "--config", required=True, help="JSON recipe with model / preprocess / train sections"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a recipe value (JSON value, e.g. train.max_steps=100); repeatable",
+    )
     parser.add_argument("--output", help="output folder (overrides train.output_dir)")
-    parser.add_argument("--resume", nargs="?", const="auto", default=None,
-                        help="resume from a checkpoint path, or from OUTPUT/last.pt when given without a value")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        help="resume from a checkpoint path, or from OUTPUT/last.pt when given without a value",
+    )
     parser.add_argument("--device", help="auto, cpu or cuda (overrides train.device)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -76,12 +88,20 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
     if rank0:
         val = summary.get("validation") or {}
-        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in val.items()
-                 if k in ("n", "cpm_10mm", "cpm_radius", "med_mm", "start_med_mm", "loss")}
-        print(f"trained {summary['steps']} steps in {summary['seconds']:.1f} s; last checkpoint {summary['last']}")
+        shown = {
+            k: round(v, 4) if isinstance(v, float) else v
+            for k, v in val.items()
+            if k in ("n", "cpm_10mm", "cpm_radius", "med_mm", "start_med_mm", "loss")
+        }
+        print(
+            f"trained {summary['steps']} steps in {summary['seconds']:.1f} s; "
+            f"last checkpoint {summary['last']}"
+        )
         if shown:
             print(f"validation: {json.dumps(shown)}")
         if summary.get("best"):
-            print(f"best {summary['best']['metric']} = {summary['best']['value']:.4f} at step "
-                  f"{summary['best']['step']}: {summary['best_path']}")
+            print(
+                f"best {summary['best']['metric']} = {summary['best']['value']:.4f} at step "
+                f"{summary['best']['step']}: {summary['best_path']}"
+            )
     return 0

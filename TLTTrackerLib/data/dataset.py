@@ -2,7 +2,8 @@
 
 Every item is a *list* of samples (one for a DLS pair, ``lesions_per_pair`` for a synthetic pair, whose
 follow-up is expensive to make), each the dict of :func:`TLTTrackerLib.preprocessing.build_sample`;
-:func:`collate_samples` flattens and stacks them into a named batch of tensors plus ``meta`` (a list of dicts).
+:func:`collate_samples` flattens and stacks them into a named batch of tensors plus ``meta`` (a list of
+dicts).
 
 Randomness is a pure function of ``(seed, epoch, index)`` (``np.random.default_rng``), never of worker or
 global state, so an interrupted run resumes exactly and every rank of a distributed run sees the same item
@@ -54,7 +55,9 @@ class Augment:
     flip: bool = True
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, ...]]:
-        offset = rng.uniform(-self.crop_jitter_mm, self.crop_jitter_mm, 3) if self.crop_jitter_mm > 0 else None
+        offset = (
+            rng.uniform(-self.crop_jitter_mm, self.crop_jitter_mm, 3) if self.crop_jitter_mm > 0 else None
+        )
         flips = tuple(int(a) for a in np.nonzero(rng.random(3) < 0.5)[0]) if self.flip else ()
         return offset, flips  # type: ignore[return-value]
 
@@ -117,7 +120,9 @@ class DLSPairDataset(_EpochDataset):
         self.seed = seed
         self.cache_dir = Path(registration_cache_dir) if registration_cache_dir else None
         self._volumes = _Cache(4)
-        missing = sorted({n for r in self.records for n in (r.source, r.target) if not (self.volume_dir / n).exists()})
+        missing = sorted(
+            {n for r in self.records for n in (r.source, r.target) if not (self.volume_dir / n).exists()}
+        )
         if missing:
             raise InputError(
                 f"{len(missing)} DLS volumes are missing from {self.volume_dir} (e.g. {missing[0]}); "
@@ -133,7 +138,9 @@ class DLSPairDataset(_EpochDataset):
 
         vol = self._volumes.get(name, lambda: read_volume(self.volume_dir / name))
         if not (np.allclose(vol.origin_lps_mm, 0) and np.allclose(vol.direction, DL_DIRECTION)):
-            raise InputError(f"{name} does not have the DL_save_nifti geometry; write it with prepare-deeplesion")
+            raise InputError(
+                f"{name} does not have the DL_save_nifti geometry; write it with prepare-deeplesion"
+            )
         return vol
 
     def _start(self, rec: Any, base: Volume, follow: Volume) -> tuple[np.ndarray, float]:
@@ -151,7 +158,7 @@ class DLSPairDataset(_EpochDataset):
             reg = register_affine(base, follow)
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
-                cached.write_text(json.dumps(reg.to_dict()))
+                cached.write_text(json.dumps(reg.to_dict()), encoding="utf-8")
         a = reg.baseline_to_followup
         return a.apply(src), float(abs(np.linalg.det(a.matrix)) ** (1 / 3))
 
@@ -164,12 +171,17 @@ class DLSPairDataset(_EpochDataset):
         rng = _item_rng(self.seed, self.epoch, index)
         offset, flips = self.augment.draw(rng) if self.augment else (None, ())
         sample = build_sample(
-            base, follow,
-            dls_center_to_lps(rec.source_center_xyz, rec.source_spacing_mm), rec.source_radius_mm, start,
+            base,
+            follow,
+            dls_center_to_lps(rec.source_center_xyz, rec.source_spacing_mm),
+            rec.source_radius_mm,
+            start,
             self.preprocess,
             target_center_lps_mm=dls_center_to_lps(rec.target_center_xyz, rec.target_spacing_mm),
             target_radius_mm=rec.target_radius_mm,
-            search_offset_mm=offset, prior_scale=scale, flip_axes=flips,
+            search_offset_mm=offset,
+            prior_scale=scale,
+            flip_axes=flips,
         )
         if self.augment:
             self.augment.intensities(sample, rng)
@@ -205,7 +217,8 @@ class SyntheticPairDataset(_EpochDataset):
         lesions_per_pair: training points per pair.
         radius_mm: range of radii drawn for the points (sets the prior width).
         point_kind: :data:`TLTTrackerLib.sampling.KIND_FRACTIONS` key.
-        start: "affine" (affine part of the synthetic map) or "exact"; plus N(0, ``start_jitter_mm``²) per axis.
+        start: "affine" (affine part of the synthetic map) or "exact"; plus N(0, ``start_jitter_mm``²) per
+            axis.
         fixed: the same pairs every epoch (validation).
     """
 
@@ -274,9 +287,17 @@ class SyntheticPairDataset(_EpochDataset):
             start = start + rng.normal(0.0, self.start_jitter_mm, 3) if self.start_jitter_mm > 0 else start
             offset, flips = self.augment.draw(rng) if self.augment else (None, ())
             s = build_sample(
-                pair.baseline, pair.followup, b_les.center_lps_mm, b_les.radius_mm, start, self.preprocess,
-                target_center_lps_mm=f_les.center_lps_mm, target_radius_mm=f_les.radius_mm,
-                search_offset_mm=offset, prior_scale=scale, flip_axes=flips,
+                pair.baseline,
+                pair.followup,
+                b_les.center_lps_mm,
+                b_les.radius_mm,
+                start,
+                self.preprocess,
+                target_center_lps_mm=f_les.center_lps_mm,
+                target_radius_mm=f_les.radius_mm,
+                search_offset_mm=offset,
+                prior_scale=scale,
+                flip_axes=flips,
             )
             if self.augment:
                 self.augment.intensities(s, rng)
@@ -291,7 +312,13 @@ class MixedDataset(_EpochDataset):
     member index drawn from ``(seed, epoch, i)``."""
 
     def __init__(self, first: _EpochDataset, second: _EpochDataset, ratio: float, length: int, seed: int = 0):
-        self.first, self.second, self.ratio, self.length, self.seed = first, second, float(ratio), int(length), seed
+        self.first, self.second, self.ratio, self.length, self.seed = (
+            first,
+            second,
+            float(ratio),
+            int(length),
+            seed,
+        )
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
@@ -323,6 +350,8 @@ def collate_samples(items: Sequence[Sequence[Sample]]) -> dict[str, Any]:
     return batch
 
 
-def to_device(batch: dict[str, Any], device: torch.device | str, non_blocking: bool = False) -> dict[str, Any]:
+def to_device(
+    batch: dict[str, Any], device: torch.device | str, non_blocking: bool = False
+) -> dict[str, Any]:
     """Move every tensor of a batch to ``device`` (``meta`` untouched)."""
     return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}

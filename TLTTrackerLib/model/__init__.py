@@ -21,7 +21,7 @@ from .tracker import TransformerLesionTracker, select_template_tokens, tokens_to
 
 
 def build_tracker(config: ModelConfig | None = None) -> TransformerLesionTracker:
-    """A freshly initialised :class:`TransformerLesionTracker` for ``config`` (default :class:`ModelConfig`)."""
+    """A freshly initialised :class:`TransformerLesionTracker` for ``config`` (default: ModelConfig())."""
     c = config or ModelConfig()
     backbone = Backbone3d(tuple(c.backbone_channels), c.norm, c.norm_groups)
     fusion = FeatureFusion(c.d_model, c.n_heads, c.ffn_dim, c.dropout, c.fusion_layers)
@@ -43,10 +43,10 @@ def count_parameters(module: nn.Module) -> int:
 
 
 __all__ = [
+    "TransformerLesionTracker",
     "build_tracker",
     "count_parameters",
-    "TransformerLesionTracker",
     "select_template_tokens",
-    "volume_to_tokens",
     "tokens_to_volume",
+    "volume_to_tokens",
 ]

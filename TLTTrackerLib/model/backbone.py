@@ -1,15 +1,15 @@
 """3D residual feature extractor (stride 8) shared by the template and search crops.
 
 The layout follows the encoder half of a 3D residual U-Net, as the TLT paper's "modified 3D ResNet18" and the
-official code use it (method-notes §1.2): a full-resolution stem (two 3×3×3 convolutions plus a one-convolution
-shortcut) and three pre-activation residual stages that halve the resolution (norm → ReLU → 3×3×3 conv/2 → norm
-→ ReLU → 3×3×3 conv, shortcut 3×3×3 conv/2 → norm). Channels 32/64/128/192 give 3,458,976 convolution parameters
-and a stride of 8: output token ``i`` sits at input voxel ``8i`` (stride-2 convolutions with kernel 3 and padding 1
-map output ``i`` to input ``2i``).
+official code use it (method-notes §1.2): a full-resolution stem (two 3×3×3 convolutions plus a
+one-convolution shortcut) and three pre-activation residual stages that halve the resolution (norm → ReLU →
+3×3×3 conv/2 → norm → ReLU → 3×3×3 conv, shortcut 3×3×3 conv/2 → norm). Channels 32/64/128/192 give 3,458,976
+convolution parameters and a stride of 8: output token ``i`` sits at input voxel ``8i`` (stride-2 convolutions
+with kernel 3 and padding 1 map output ``i`` to input ``2i``).
 
-Normalisation is configurable: "none" (the official FrozenBatchNorm3d holds identity statistics, so the faithful
-network has none), "group" (GroupNorm, our default for training from scratch at small batch sizes) and
-"instance" (affine InstanceNorm). Written from the description above; no code was copied.
+Normalisation is configurable: "none" (the official FrozenBatchNorm3d holds identity statistics, so the
+faithful network has none), "group" (GroupNorm, our default for training from scratch at small batch sizes)
+and "instance" (affine InstanceNorm). Written from the description above; no code was copied.
 """
 
 from __future__ import annotations
@@ -67,10 +67,14 @@ class Backbone3d(nn.Module):
     ``s = 2 ** (len(channels) - 1)``.
     """
 
-    def __init__(self, channels: tuple[int, ...] = (32, 64, 128, 192), norm: str = "group", groups: int = 8) -> None:
+    def __init__(
+        self, channels: tuple[int, ...] = (32, 64, 128, 192), norm: str = "group", groups: int = 8
+    ) -> None:
         super().__init__()
         c0 = channels[0]
-        self.stem = nn.Sequential(conv3(1, c0), make_norm(norm, c0, groups), nn.ReLU(inplace=True), conv3(c0, c0))
+        self.stem = nn.Sequential(
+            conv3(1, c0), make_norm(norm, c0, groups), nn.ReLU(inplace=True), conv3(c0, c0)
+        )
         self.stem_shortcut = conv3(1, c0)
         self.stages = nn.ModuleList(
             ResidualStage(a, b, norm, groups) for a, b in zip(channels[:-1], channels[1:])

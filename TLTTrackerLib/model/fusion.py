@@ -6,8 +6,8 @@ search queries on template keys) computed from the post-self-attention states, e
 network; post-norm (residual → LayerNorm) everywhere, dropout on attention weights and residual paths. A final
 search-path cross-attention layer with its own feed-forward network and a closing LayerNorm gives the fused
 search tokens. Positional encodings are added to queries and keys only. This is the feature-fusion design of
-TransT (Chen et al., CVPR 2021) built on DETR's transformer layers (Carion et al., ECCV 2020); written anew here
-(TransT is GPL-3.0, TLT unlicensed: nothing was copied).
+TransT (Chen et al., CVPR 2021) built on DETR's transformer layers (Carion et al., ECCV 2020); written anew
+here (TransT is GPL-3.0, TLT unlicensed: nothing was copied).
 
 RAAM: the registration-propagated Gaussian prior on the search grid (and the lesion prior on the kept template
 tokens) biases attention. ``raam_mode``:
@@ -94,7 +94,9 @@ class Attention(nn.Module):
         self.v = nn.Linear(d_model, d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, term: AttnTerm) -> torch.Tensor:
+    def forward(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, term: AttnTerm
+    ) -> torch.Tensor:
         b, nq, c = query.shape
         nk = key.shape[1]
         h = self.n_heads
@@ -108,7 +110,9 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, h, Nq, C/h)
         if term.rank1 is not None:
             q_w, k_w = term.rank1
-            kv = v.sum(dim=2) if k_w is None else torch.einsum("bn,bhnc->bhc", k_w.to(v.dtype), v)  # (B, h, C/h)
+            kv = (
+                v.sum(dim=2) if k_w is None else torch.einsum("bn,bhnc->bhc", k_w.to(v.dtype), v)
+            )  # (B, h, C/h)
             extra = kv[:, :, None, :]  # (B, h, 1, C/h), same for every query
             if q_w is not None:
                 extra = q_w.to(v.dtype)[:, None, :, None] * extra  # (B, h, Nq, C/h)
@@ -121,8 +125,12 @@ class FeedForward(nn.Sequential):
     """Linear → ReLU → Dropout → Linear, ``(..., C) -> (..., C)``."""
 
     def __init__(self, d_model: int, ffn_dim: int, dropout: float) -> None:
-        super().__init__(nn.Linear(d_model, ffn_dim), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                         nn.Linear(ffn_dim, d_model))
+        super().__init__(
+            nn.Linear(d_model, ffn_dim),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(ffn_dim, d_model),
+        )
 
 
 class FusionLayer(nn.Module):
@@ -141,7 +149,12 @@ class FusionLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(
-        self, t: torch.Tensor, s: torch.Tensor, pos_t: torch.Tensor, pos_s: torch.Tensor, terms: AttentionTerms
+        self,
+        t: torch.Tensor,
+        s: torch.Tensor,
+        pos_t: torch.Tensor,
+        pos_s: torch.Tensor,
+        terms: AttentionTerms,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         n = self.norms
         qt = t + pos_t
@@ -164,10 +177,16 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.cross = Attention(d_model, n_heads, dropout)
         self.ffn = FeedForward(d_model, ffn_dim, dropout)
-        self.norm1, self.norm2, self.final = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.norm1, self.norm2, self.final = (
+            nn.LayerNorm(d_model),
+            nn.LayerNorm(d_model),
+            nn.LayerNorm(d_model),
+        )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, t: torch.Tensor, s: torch.Tensor, pos_t: torch.Tensor, pos_s: torch.Tensor, term: AttnTerm) -> torch.Tensor:
+    def forward(
+        self, t: torch.Tensor, s: torch.Tensor, pos_t: torch.Tensor, pos_s: torch.Tensor, term: AttnTerm
+    ) -> torch.Tensor:
         s = self.norm1(s + self.drop(self.cross(s + pos_s, t + pos_t, t, term)))
         s = self.norm2(s + self.drop(self.ffn(s)))
         return self.final(s)
@@ -176,8 +195,14 @@ class DecoderLayer(nn.Module):
 class FeatureFusion(nn.Module):
     """``n_layers`` :class:`FusionLayer` + one :class:`DecoderLayer`; returns the fused search tokens."""
 
-    def __init__(self, d_model: int = 192, n_heads: int = 8, ffn_dim: int = 192, dropout: float = 0.1,
-                 n_layers: int = 3) -> None:
+    def __init__(
+        self,
+        d_model: int = 192,
+        n_heads: int = 8,
+        ffn_dim: int = 192,
+        dropout: float = 0.1,
+        n_layers: int = 3,
+    ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(FusionLayer(d_model, n_heads, ffn_dim, dropout) for _ in range(n_layers))
         self.decoder = DecoderLayer(d_model, n_heads, ffn_dim, dropout)
@@ -189,7 +214,12 @@ class FeatureFusion(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(
-        self, t: torch.Tensor, s: torch.Tensor, pos_t: torch.Tensor, pos_s: torch.Tensor, terms: AttentionTerms
+        self,
+        t: torch.Tensor,
+        s: torch.Tensor,
+        pos_t: torch.Tensor,
+        pos_s: torch.Tensor,
+        terms: AttentionTerms,
     ) -> torch.Tensor:
         """``t (B, L, C)`` kept template tokens, ``s (B, Ns, C)`` search tokens, ``pos_*`` the same shapes
         -> fused search tokens ``(B, Ns, C)``."""

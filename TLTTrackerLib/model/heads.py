@@ -1,11 +1,11 @@
 """Centre predictor: per-token classification and centre regression, and the global regression.
 
 TLT paper §3.3 and the official code (method-notes §1.7): a classification branch gives a logit ``s_i`` per
-search token (trained with a focal loss on a Gaussian label), a regression MLP gives a per-token centre estimate
-``b_i``; the global regression sums ``softmax(s)_i · b_i`` over the search tokens, concatenates the registration
-start point (normalised search coordinates) and maps it through Linear → sigmoid to the final centre in
-normalised search coordinates (z, y, x) ∈ (0, 1). Only the centre is predicted (the official code's untrained
-box-size outputs are dropped). The same logits feed the softmax and the focal loss.
+search token (trained with a focal loss on a Gaussian label), a regression MLP gives a per-token centre
+estimate ``b_i``; the global regression sums ``softmax(s)_i · b_i`` over the search tokens, concatenates the
+registration start point (normalised search coordinates) and maps it through Linear → sigmoid to the final
+centre in normalised search coordinates (z, y, x) ∈ (0, 1). Only the centre is predicted (the official code's
+untrained box-size outputs are dropped). The same logits feed the softmax and the focal loss.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ class CenterHead(nn.Module):
     def __init__(self, d_model: int = 192) -> None:
         super().__init__()
         self.classify = nn.Linear(d_model, 1)
-        self.regress = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(inplace=True), nn.Linear(d_model, 3))
+        self.regress = nn.Sequential(
+            nn.Linear(d_model, d_model), nn.ReLU(inplace=True), nn.Linear(d_model, 3)
+        )
         self.global_regress = nn.Linear(3 + 3, 3)
 
     def forward(self, tokens: torch.Tensor, start: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,11 +1,12 @@
 """3D sine positional encoding at continuous token coordinates (DETR-style, extended to three axes).
 
 DETR (Carion et al., ECCV 2020, facebookresearch/detr ``models/position_encoding.py``, Apache-2.0) encodes a
-normalised position per axis with sines and cosines of geometrically spaced frequencies; TLT uses it in 3D with
-``d_model / 3 = 64`` features per axis, positions normalised to (0, 2π] and temperature 10000 (method-notes §1.3).
-Our version takes explicit coordinates instead of a padding mask, so template tokens can be placed in the search
-crop's frame (see :mod:`TLTTrackerLib.preprocessing`): coordinate ``c`` on an axis with ``n`` search tokens maps
-to ``2π (c + 1) / n``, which for integer ``c`` equals DETR's cumulative-sum normalisation.
+normalised position per axis with sines and cosines of geometrically spaced frequencies; TLT uses it in 3D
+with ``d_model / 3 = 64`` features per axis, positions normalised to (0, 2π] and temperature 10000
+(method-notes §1.3). Our version takes explicit coordinates instead of a padding mask, so template tokens can
+be placed in the search crop's frame (see :mod:`TLTTrackerLib.preprocessing`): coordinate ``c`` on an axis
+with ``n`` search tokens maps to ``2π (c + 1) / n``, which for integer ``c`` equals DETR's cumulative-sum
+normalisation.
 """
 
 from __future__ import annotations

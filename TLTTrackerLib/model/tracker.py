@@ -32,7 +32,7 @@ def volume_to_tokens(x: torch.Tensor) -> torch.Tensor:
 
 def tokens_to_volume(tokens: torch.Tensor, grid_shape: tuple[int, int, int]) -> torch.Tensor:
     """``(B, D*H*W, C)`` -> ``(B, C, D, H, W)`` (inverse of :func:`volume_to_tokens`)."""
-    b, n, c = tokens.shape
+    b, _, c = tokens.shape
     return tokens.transpose(1, 2).reshape(b, c, *grid_shape)  # (B, N, C) -> (B, C, N) -> (B, C, D, H, W)
 
 
@@ -50,7 +50,7 @@ def select_template_tokens(
         ``index (B, L)`` long (kept tokens first, in token order, then filler), ``padding (B, L)`` bool (True
         where ``index`` is filler), ``counts (B,)`` kept per sample; ``L = max(counts)``.
     """
-    b, n = prior.shape
+    n = prior.shape[1]
     keep = prior >= threshold if threshold > 0 else torch.ones_like(prior, dtype=torch.bool)
     k = min(int(min_tokens), n)
     short = keep.sum(dim=1) < k  # (B,)
@@ -73,8 +73,8 @@ def _gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 class TransformerLesionTracker(nn.Module):
     """TLT network. Build it with :func:`TLTTrackerLib.model.build_tracker`.
 
-    ``forward(sample)`` takes a mapping of tensors (batch ``B``; crops ``(D, H, W)`` voxels, z, y, x; token grids
-    ``(d, h, w) = (D, H, W) / stride``):
+    ``forward(sample)`` takes a mapping of tensors (batch ``B``; crops ``(D, H, W)`` voxels, z, y, x;
+    token grids ``(d, h, w) = (D, H, W) / stride``):
 
     - ``template_image`` ``(B, 1, Dt, Ht, Wt)``, ``search_image`` ``(B, 1, Ds, Hs, Ws)``: windowed CT;
     - ``template_prior`` ``(B, dt, ht, wt)``: lesion Gaussian on the template token grid (peak 1);
@@ -120,7 +120,7 @@ class TransformerLesionTracker(nn.Module):
         crops have the same shape."""
         if template.shape[2:] == search.shape[2:]:
             feats = self.input_proj(self.backbone(torch.cat([template, search])))  # (2B, C, d, h, w)
-            return feats[: template.shape[0]], feats[template.shape[0]:]
+            return feats[: template.shape[0]], feats[template.shape[0] :]
         return self.input_proj(self.backbone(template)), self.input_proj(self.backbone(search))
 
     def forward(self, sample: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -140,9 +140,14 @@ class TransformerLesionTracker(nn.Module):
 
         device = ft.device
         s_coords = grid_coordinates(s_grid, device)  # (Ns, 3)
-        t_coords = grid_coordinates(t_grid, device)[None] + sample["template_origin"].float()[:, None, :] / self.stride
+        t_coords = (
+            grid_coordinates(t_grid, device)[None]
+            + sample["template_origin"].float()[:, None, :] / self.stride
+        )
         pos_s = sine_encoding(s_coords, s_grid, self.d_model, self.pe_temperature)[None]  # (1, Ns, C)
-        pos_t = sine_encoding(_gather_tokens(t_coords, index), s_grid, self.d_model, self.pe_temperature)  # (B, L, C)
+        pos_t = sine_encoding(
+            _gather_tokens(t_coords, index), s_grid, self.d_model, self.pe_temperature
+        )  # (B, L, C)
 
         terms = build_attention_terms(self.raam_mode, prior_kept, padding, s_prior)
         fused = self.fusion(t_kept, s_tokens, pos_t, pos_s.expand(b, -1, -1), terms)  # (B, Ns, C)

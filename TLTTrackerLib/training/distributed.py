@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
-from ..errors import DeviceError
+from ..inference import resolve_device  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -37,24 +37,13 @@ class DistEnv:
         return self.rank == 0
 
 
-def resolve_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
-    """"auto" -> ``cuda:LOCAL_RANK`` when CUDA is available, else CPU; "cuda"/"cuda:N"/"cpu" as given."""
-    if preference == "auto":
-        preference = "cuda" if torch.cuda.is_available() else "cpu"
-    if preference.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {preference!r} requested but CUDA is not available; use --device cpu")
-        return torch.device(preference if ":" in preference else f"cuda:{local_rank}")
-    if preference != "cpu":
-        raise DeviceError(f"unknown device {preference!r}; use auto, cpu or cuda[:N]")
-    return torch.device("cpu")
-
-
 def init_distributed(device_preference: str = "auto") -> tuple[DistEnv, torch.device]:
-    """Join the torchrun process group when ``RANK`` is set; returns the environment and this rank's device."""
+    """Join the torchrun process group when ``RANK`` is set; returns the environment and the device."""
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return DistEnv(), resolve_device(device_preference)
-    env = DistEnv(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
+    env = DistEnv(
+        int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), int(os.environ["WORLD_SIZE"])
+    )
     device = resolve_device(device_preference, env.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -118,16 +107,24 @@ class ResumableDistributedSampler(DistributedSampler):
     """A :class:`DistributedSampler` that can start an epoch part-way (exact resume): after
     ``set_start(n)`` the next iteration skips this rank's first ``n`` indices (then resets to 0)."""
 
-    def __init__(self, dataset: Any, env: DistEnv, shuffle: bool = True, seed: int = 0, drop_last: bool = False):
-        super().__init__(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=shuffle, seed=seed,
-                         drop_last=drop_last)
+    def __init__(
+        self, dataset: Any, env: DistEnv, shuffle: bool = True, seed: int = 0, drop_last: bool = False
+    ):
+        super().__init__(
+            dataset,
+            num_replicas=env.world_size,
+            rank=env.rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+        )
         self.start = 0
 
     def set_start(self, n: int) -> None:
         self.start = int(n)
 
     def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())[self.start:]
+        indices = list(super().__iter__())[self.start :]
         self.start = 0
         return iter(indices)
 

@@ -8,7 +8,6 @@ point alone (what registration gives without the network).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -18,16 +17,9 @@ import torch
 from torch import nn
 
 from ..data.dataset import to_device
+from ..inference import autocast
 from ..losses import tracking_loss
 from ..preprocessing import normalized_to_lps
-
-
-def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA for "auto"/"bf16"; on CPU only for "bf16"; otherwise float32."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if not use_bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def train_step(
@@ -59,8 +51,12 @@ def train_step(
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return {**parts, "grad_norm": grad_norm, "lr": float(optimizer.param_groups[0]["lr"]),
-            "samples": int(batch["search_image"].shape[0])}
+    return {
+        **parts,
+        "grad_norm": grad_norm,
+        "lr": float(optimizer.param_groups[0]["lr"]),
+        "samples": int(batch["search_image"].shape[0]),
+    }
 
 
 def predictions_mm(outputs: dict[str, torch.Tensor], metas: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -71,15 +67,19 @@ def predictions_mm(outputs: dict[str, torch.Tensor], metas: list[dict[str, Any]]
     for u, conf, meta in zip(centers, confidence, metas):
         pred = normalized_to_lps(u, meta)
         truth = np.asarray(meta["target_lps_mm"])
-        out.append({
-            "key": meta.get("key"), "item": meta.get("item"), "sample": meta.get("sample"),
-            "pred_lps_mm": pred.tolist(),
-            "error_mm": float(np.linalg.norm(pred - truth)),
-            "axis_error_mm": np.abs(pred - truth).tolist(),
-            "start_error_mm": float(np.linalg.norm(np.asarray(meta["start_lps_mm"]) - truth)),
-            "radius_mm": float(meta["target_radius_mm"]),
-            "confidence": float(conf),
-        })
+        out.append(
+            {
+                "key": meta.get("key"),
+                "item": meta.get("item"),
+                "sample": meta.get("sample"),
+                "pred_lps_mm": pred.tolist(),
+                "error_mm": float(np.linalg.norm(pred - truth)),
+                "axis_error_mm": np.abs(pred - truth).tolist(),
+                "start_error_mm": float(np.linalg.norm(np.asarray(meta["start_lps_mm"]) - truth)),
+                "radius_mm": float(meta["target_radius_mm"]),
+                "confidence": float(conf),
+            }
+        )
     return out
 
 

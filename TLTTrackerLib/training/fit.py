@@ -14,9 +14,9 @@ variables ``torchrun`` sets; only rank 0 writes files and shows progress)::
     tlt-tracker train --config configs/tlt_dls.json --resume auto
 
 Each step takes ``batch_size`` dataset items per process (a DLS pair is one sample, a synthetic pair
-``synthetic_lesions_per_pair`` samples). AdamW (no weight decay on biases and norms), linear warm-up then cosine
-decay to ``lr × min_lr_ratio``, gradient clipping, bf16 autocast on CUDA. Every ``val_every_steps`` (and at the
-end) the model is scored on the validation set with the DLT metrics; ``best.pt`` keeps the best
+``synthetic_lesions_per_pair`` samples). AdamW (no weight decay on biases and norms), linear warm-up then
+cosine decay to ``lr × min_lr_ratio``, gradient clipping, bf16 autocast on CUDA. Every ``val_every_steps``
+(and at the end) the model is scored on the validation set with the DLT metrics; ``best.pt`` keeps the best
 ``best_metric``. ``last.pt`` is written every ``checkpoint_every_steps`` (model, optimiser, scheduler, step,
 epoch, position in the epoch, every rank's RNG state), so ``--resume`` continues exactly where it stopped.
 Files in ``output_dir``: ``config.json`` (resolved recipe), ``log.jsonl`` (one JSON object per log/validation
@@ -56,40 +56,66 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
-def build_datasets(pre: PreprocessConfig, cfg: TrainConfig, output_dir: Path | None = None) -> tuple[Dataset, Dataset | None]:
+def build_datasets(
+    pre: PreprocessConfig, cfg: TrainConfig, output_dir: Path | None = None
+) -> tuple[Dataset, Dataset | None]:
     """Training and validation datasets of a recipe (see :class:`TrainConfig`)."""
     from ..dls import load_dls
 
-    aug = Augment(cfg.aug_crop_jitter_mm, cfg.aug_intensity_scale, cfg.aug_intensity_shift, cfg.aug_flip) if cfg.augment else None
+    aug = (
+        Augment(cfg.aug_crop_jitter_mm, cfg.aug_intensity_scale, cfg.aug_intensity_shift, cfg.aug_flip)
+        if cfg.augment
+        else None
+    )
     cache = output_dir / "registrations" if output_dir else None
     dls_train = dls_valid = syn_train = syn_valid = None
     if cfg.dls_train_json:
-        dls_train = DLSPairDataset(load_dls(cfg.dls_train_json), cfg.dls_volume_dir, pre, cfg.dls_prior_source,
-                                   aug, cfg.seed, cache)
+        dls_train = DLSPairDataset(
+            load_dls(cfg.dls_train_json), cfg.dls_volume_dir, pre, cfg.dls_prior_source, aug, cfg.seed, cache
+        )
     if cfg.dls_valid_json:
         if not cfg.dls_volume_dir:
             raise InputError("train.dls_volume_dir is needed with dls_valid_json")
-        dls_valid = DLSPairDataset(load_dls(cfg.dls_valid_json), cfg.dls_volume_dir, pre, cfg.dls_prior_source,
-                                   None, cfg.seed, cache)
-    common = dict(lesions_per_pair=cfg.synthetic_lesions_per_pair, radius_mm=cfg.synthetic_radius_mm,
-                  point_kind=cfg.synthetic_point_kind, start=cfg.synthetic_start,
-                  start_jitter_mm=cfg.synthetic_start_jitter_mm)
+        dls_valid = DLSPairDataset(
+            load_dls(cfg.dls_valid_json), cfg.dls_volume_dir, pre, cfg.dls_prior_source, None, cfg.seed, cache
+        )
+    common = dict(
+        lesions_per_pair=cfg.synthetic_lesions_per_pair,
+        radius_mm=cfg.synthetic_radius_mm,
+        point_kind=cfg.synthetic_point_kind,
+        start=cfg.synthetic_start,
+        start_jitter_mm=cfg.synthetic_start_jitter_mm,
+    )
     if cfg.synthetic_volumes:
-        syn_train = SyntheticPairDataset(find_volumes(cfg.synthetic_volumes), cfg.synthetic_items_per_epoch, pre,
-                                         augment=aug, seed=cfg.seed, **common)
+        syn_train = SyntheticPairDataset(
+            find_volumes(cfg.synthetic_volumes),
+            cfg.synthetic_items_per_epoch,
+            pre,
+            augment=aug,
+            seed=cfg.seed,
+            **common,
+        )
     if cfg.synthetic_valid_volumes and dls_valid is None:
-        syn_valid = SyntheticPairDataset(find_volumes(cfg.synthetic_valid_volumes), cfg.synthetic_valid_items, pre,
-                                         seed=cfg.seed + 10_007, fixed=True, **common)
+        syn_valid = SyntheticPairDataset(
+            find_volumes(cfg.synthetic_valid_volumes),
+            cfg.synthetic_valid_items,
+            pre,
+            seed=cfg.seed + 10_007,
+            fixed=True,
+            **common,
+        )
     if dls_train is not None and syn_train is not None:
-        train: Dataset = MixedDataset(dls_train, syn_train, cfg.synthetic_mix_ratio,
-                                      max(len(dls_train), len(syn_train)), cfg.seed)
+        train: Dataset = MixedDataset(
+            dls_train, syn_train, cfg.synthetic_mix_ratio, max(len(dls_train), len(syn_train)), cfg.seed
+        )
     else:
         train = dls_train if dls_train is not None else syn_train  # type: ignore[assignment]
     return train, dls_valid if dls_valid is not None else syn_valid
 
 
 def lr_factor(step: int, warmup_steps: int, max_steps: int, min_ratio: float) -> float:
-    """Linear warm-up from ~0 to 1 over ``warmup_steps``, then cosine from 1 to ``min_ratio`` at ``max_steps``."""
+    """Linear warm-up from ~0 to 1 over ``warmup_steps``, then cosine from 1 to ``min_ratio`` at
+    ``max_steps``."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
@@ -108,10 +134,17 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.opti
     return optimizer, scheduler
 
 
-def _loader(ds: Dataset, sampler: Any, cfg: TrainConfig, device: torch.device, epoch: int, train: bool) -> DataLoader:
+def _loader(
+    ds: Dataset, sampler: Any, cfg: TrainConfig, device: torch.device, epoch: int, train: bool
+) -> DataLoader:
     return DataLoader(
-        ds, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_samples, num_workers=cfg.num_workers,
-        drop_last=train, pin_memory=device.type == "cuda",
+        ds,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        collate_fn=collate_samples,
+        num_workers=cfg.num_workers,
+        drop_last=train,
+        pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch),  # keeps the global RNG untouched
     )
 
@@ -139,15 +172,22 @@ def fit(run: RunConfig, resume: str | None = None, progress: ProgressFn | None =
         D.cleanup()
 
 
-def _fit(run: RunConfig, cfg: TrainConfig, env: D.DistEnv, device: torch.device, out_dir: Path,
-         resume: str | None, progress: ProgressFn | None) -> dict[str, Any]:
+def _fit(
+    run: RunConfig,
+    cfg: TrainConfig,
+    env: D.DistEnv,
+    device: torch.device,
+    out_dir: Path,
+    resume: str | None,
+    progress: ProgressFn | None,
+) -> dict[str, Any]:
     D.seed_everything(cfg.seed, env.rank)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if env.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(run.to_dict(), indent=2))
+        (out_dir / "config.json").write_text(json.dumps(run.to_dict(), indent=2), encoding="utf-8")
     D.barrier()
     train_ds, val_ds = build_datasets(run.preprocess, cfg, out_dir)
     model = build_tracker(run.model).to(device)
@@ -155,18 +195,29 @@ def _fit(run: RunConfig, cfg: TrainConfig, env: D.DistEnv, device: torch.device,
     step = epoch = batch_in_epoch = 0
     best: dict[str, Any] | None = None
     last_ckpt = out_dir / "last.pt"
-    resume_path = (last_ckpt if last_ckpt.exists() else None) if resume == "auto" else (Path(resume) if resume else None)
+    resume_path = (
+        (last_ckpt if last_ckpt.exists() else None)
+        if resume == "auto"
+        else (Path(resume) if resume else None)
+    )
     if resume_path is not None:
         data = load_checkpoint(resume_path)
         model_config, _ = configs_from_checkpoint(data, str(resume_path))
         if model_config != run.model:
-            raise ModelFileError(f"{resume_path} holds another model configuration; resume with its own recipe")
+            raise ModelFileError(
+                f"{resume_path} holds another model configuration; resume with its own recipe"
+            )
         model.load_state_dict(strip_prefixes(data["state_dict"]))
         if data.get("optimizer"):
             optimizer.load_state_dict(data["optimizer"])
         if data.get("scheduler"):
             scheduler.load_state_dict(data["scheduler"])
-        step, epoch, batch_in_epoch, best = data["step"], data["epoch"], data["batch_in_epoch"], data.get("best")
+        step, epoch, batch_in_epoch, best = (
+            data["step"],
+            data["epoch"],
+            data["batch_in_epoch"],
+            data.get("best"),
+        )
         states = (data.get("rng") or {}).get("per_rank") or []
         if env.rank < len(states):
             D.set_rng_state(states[env.rank])
@@ -174,17 +225,23 @@ def _fit(run: RunConfig, cfg: TrainConfig, env: D.DistEnv, device: torch.device,
     ddp_model: torch.nn.Module = model
     if env.distributed:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if env.is_main:
-        logger.info("model: %d parameters; training items per epoch: %d; device %s × %d", count_parameters(model),
-                    len(train_ds), device, env.world_size)
+        logger.info(
+            "model: %d parameters; training items per epoch: %d; device %s × %d",
+            count_parameters(model),
+            len(train_ds),
+            device,
+            env.world_size,
+        )
     sampler = D.ResumableDistributedSampler(train_ds, env, shuffle=True, seed=cfg.seed, drop_last=True)
     log_file = out_dir / "log.jsonl"
     last_val: dict[str, Any] | None = None
 
     def log(record: dict[str, Any]) -> None:
         if env.is_main:
-            with log_file.open("a") as fh:
+            with log_file.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
 
     def run_validation() -> dict[str, Any] | None:
@@ -193,8 +250,9 @@ def _fit(run: RunConfig, cfg: TrainConfig, env: D.DistEnv, device: torch.device,
             return None
         vs = D.ResumableDistributedSampler(val_ds, env, shuffle=False, seed=cfg.seed)
         limit = -(-cfg.val_max_items // env.world_size) if cfg.val_max_items else 0
-        records, loss_sum = validate(model, _loader(val_ds, vs, cfg, device, 0, False), device, cfg.precision,
-                                     cfg.l1_space, limit)
+        records, loss_sum = validate(
+            model, _loader(val_ds, vs, cfg, device, 0, False), device, cfg.precision, cfg.l1_space, limit
+        )
         gathered = D.gather_objects((records, loss_sum))
         metrics = summarise_records([r for recs, _ in gathered for r in recs], sum(ls for _, ls in gathered))
         log({"step": step, "epoch": epoch, "val": metrics})
@@ -207,9 +265,21 @@ def _fit(run: RunConfig, cfg: TrainConfig, env: D.DistEnv, device: torch.device,
     def save(name: str, metrics: dict[str, Any] | None) -> None:
         rng = D.gather_objects(D.rng_state())
         if env.is_main:
-            save_checkpoint(out_dir / name, model, run.model, run.preprocess, cfg, optimizer=optimizer,
-                            scheduler=scheduler, step=step, epoch=epoch, batch_in_epoch=batch_in_epoch,
-                            metrics=metrics or {}, best=best, rng={"per_rank": rng})
+            save_checkpoint(
+                out_dir / name,
+                model,
+                run.model,
+                run.preprocess,
+                cfg,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                step=step,
+                epoch=epoch,
+                batch_in_epoch=batch_in_epoch,
+                metrics=metrics or {},
+                best=best,
+                rng={"per_rank": rng},
+            )
 
     t_start = time.perf_counter()
     while step < cfg.max_steps:
@@ -217,11 +287,24 @@ def _fit(run: RunConfig, cfg: TrainConfig, env: D.DistEnv, device: torch.device,
         sampler.set_start(batch_in_epoch * cfg.batch_size)
         train_ds.set_epoch(epoch)  # type: ignore[attr-defined]
         if len(sampler) < cfg.batch_size:
-            raise InputError(f"{len(train_ds)} training items are too few for batch_size {cfg.batch_size} × {env.world_size} processes")
+            raise InputError(
+                f"{len(train_ds)} training items are too few for batch_size {cfg.batch_size} × "
+                f"{env.world_size} processes"
+            )
         for batch in _loader(train_ds, sampler, cfg, device, epoch, True):
             t0 = time.perf_counter()
-            parts = train_step(ddp_model, batch, optimizer, scheduler, device, cfg.precision, cfg.focal_weight,
-                               cfg.l1_weight, cfg.l1_space, cfg.grad_clip_norm)
+            parts = train_step(
+                ddp_model,
+                batch,
+                optimizer,
+                scheduler,
+                device,
+                cfg.precision,
+                cfg.focal_weight,
+                cfg.l1_weight,
+                cfg.l1_space,
+                cfg.grad_clip_norm,
+            )
             step += 1
             batch_in_epoch += 1
             record = {"step": step, "epoch": epoch, **parts, "step_s": round(time.perf_counter() - t0, 4)}
@@ -241,6 +324,12 @@ def _fit(run: RunConfig, cfg: TrainConfig, env: D.DistEnv, device: torch.device,
     last_val = run_validation()
     save("last.pt", last_val)
     D.barrier()
-    return {"steps": step, "epoch": epoch, "validation": last_val, "best": best,
-            "last": str(last_ckpt), "best_path": str(out_dir / "best.pt") if best else None,
-            "seconds": time.perf_counter() - t_start}
+    return {
+        "steps": step,
+        "epoch": epoch,
+        "validation": last_val,
+        "best": best,
+        "last": str(last_ckpt),
+        "best_path": str(out_dir / "best.pt") if best else None,
+        "seconds": time.perf_counter() - t_start,
+    }
