@@ -127,7 +127,7 @@ def _working_image(volume: Volume, spacing_mm: float) -> Any:
     import SimpleITK as sitk
 
     array = volume.array
-    if array.dtype.kind in "iub" and array.dtype.itemsize <= 2:
+    if array.dtype in (np.int16, np.int8):
         array = np.clip(array, AIR_HU, MAX_HU).astype(np.int16, copy=False)
     else:
         array = np.clip(np.nan_to_num(array.astype(np.float32), nan=AIR_HU), AIR_HU, MAX_HU)
