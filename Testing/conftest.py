@@ -31,3 +31,17 @@ def oblique_direction(angle_deg: float = 20.0) -> np.ndarray:
     rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
     rx = np.array([[1, 0, 0], [0, np.cos(a / 2), -np.sin(a / 2)], [0, np.sin(a / 2), np.cos(a / 2)]])
     return rz @ rx
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny tensors: one intra-op thread is much faster than two on a shared 2-core machine.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("torch_one_thread")`` in torch test modules.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

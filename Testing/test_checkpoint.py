@@ -20,13 +20,7 @@ from TLTTrackerLib.errors import ModelFileError  # noqa: E402
 from TLTTrackerLib.model import build_tracker  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 PRE = PreprocessConfig(search_size_mm=(16, 32, 40), template_size_mm=(16, 32, 32))

@@ -22,13 +22,7 @@ from TLTTrackerLib.model.fusion import Attention, AttnTerm  # noqa: E402
 from TLTTrackerLib.model.position_encoding import grid_coordinates, sine_encoding  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 TINY = ModelConfig(

@@ -30,13 +30,7 @@ from TLTTrackerLib.training.fit import fit, lr_factor  # noqa: E402
 PRE = PreprocessConfig(search_size_mm=(16, 32, 32), template_size_mm=(16, 24, 24))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
