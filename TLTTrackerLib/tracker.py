@@ -139,15 +139,16 @@ class LesionTracker:
         check_inside(self.baseline, lesions)
         method = self.resolved_method()
         t0 = time.perf_counter()
-        results = []
-        if method in LEARNED_METHODS:
+        if method in LEARNED_METHODS:  # one batched network pass for all lesions
             results = self._track_learned(lesions, with_heatmap, progress)
-        for n, les in enumerate(lesions if method not in LEARNED_METHODS else ()):
-            if cancel and cancel():
-                raise Cancelled("tracking cancelled")
-            results.append(self._track_one(les, method, with_heatmap, backtrack))
-            if progress:
-                progress((n + 1) / len(lesions), f"tracked {les.id}")
+        else:
+            results = []
+            for n, les in enumerate(lesions):
+                if cancel and cancel():
+                    raise Cancelled("tracking cancelled")
+                results.append(self._track_one(les, method, with_heatmap, backtrack))
+                if progress:
+                    progress((n + 1) / len(lesions), f"tracked {les.id}")
         self.timing_s["tracking"] = time.perf_counter() - t0
         return results
 
