@@ -42,18 +42,24 @@ import numpy as np
 
 from .errors import InputError, TLTError
 from .geometry import Volume
+from .registration_images import (
+    AIR_HU,
+    BODY_HU,
+    body_voxels,
+    inside_both,
+    mask_image,
+    shrink,
+    working_image,
+    z_range_mm,
+)
 from .transforms import AffineTransform
 
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[float, str], None]
 
-AIR_HU = -1024.0
-MAX_HU = 1500.0
-BODY_HU = -500.0
 METRICS = ("meansquares", "mattes", "correlation")
 _MIN_VOXELS = 4  # per axis, in the input
-_MIN_LEVEL_VOXELS = 8  # per axis kept by the downsampling where the input allows it
 _OUTSIDE = -1.0e6  # resampling default that marks points outside the moving image
 
 
@@ -109,87 +115,6 @@ class RegistrationResult:
         return cls(forward, float("nan") if value is None else float(value), 0.0, info)
 
 
-# ---------------------------------------------------------------------------------------------- images
-def _shrink(image: Any, spacing_mm: float) -> Any:
-    """Box-average ``image`` by integer factors to about ``spacing_mm`` per axis (at least 8 voxels kept)."""
-    import SimpleITK as sitk
-
-    factors = [
-        max(1, min(int(round(spacing_mm / s)), n // _MIN_LEVEL_VOXELS))
-        for s, n in zip(image.GetSpacing(), image.GetSize(), strict=True)
-    ]
-    return sitk.BinShrink(image, factors) if max(factors) > 1 else image
-
-
-def _working_image(volume: Volume, spacing_mm: float) -> Any:
-    """Float32 SimpleITK image of ``volume`` (same LPS geometry), HU clamped to [-1024, 1500], averaged down
-    to about ``spacing_mm``. Only the clamp touches the full-resolution array (int16 stays int16)."""
-    import SimpleITK as sitk
-
-    array = volume.array
-    if array.dtype in (np.int16, np.int8):
-        array = np.clip(array, AIR_HU, MAX_HU).astype(np.int16, copy=False)
-    else:
-        array = np.clip(np.nan_to_num(array.astype(np.float32), nan=AIR_HU), AIR_HU, MAX_HU)
-    image = sitk.GetImageFromArray(array)
-    image.SetOrigin(tuple(float(v) for v in volume.origin_lps_mm))
-    image.SetSpacing(tuple(float(v) for v in volume.spacing_mm))
-    image.SetDirection(tuple(float(v) for v in volume.direction.reshape(-1)))
-    return sitk.Cast(_shrink(image, spacing_mm), sitk.sitkFloat32)
-
-
-def _body_mask(image: Any) -> np.ndarray:
-    """Bool ``(K, J, I)``: voxels above -500 HU, dilated by one voxel (so that the skin edge counts)."""
-    import SimpleITK as sitk
-
-    mask = sitk.BinaryDilate(sitk.BinaryThreshold(image, BODY_HU, 1.0e9, 1, 0), [1, 1, 1])
-    return sitk.GetArrayFromImage(mask) > 0
-
-
-def _index_to_lps(image: Any) -> np.ndarray:
-    """``(4, 4)`` homogeneous map from an image's ITK index (i, j, k) to LPS mm."""
-    m = np.eye(4)
-    m[:3, :3] = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())[None, :]
-    m[:3, 3] = image.GetOrigin()
-    return m
-
-
-def _inside_both(fixed: Any, moving: Any, fixed_to_moving: AffineTransform, margin_mm: float) -> np.ndarray:
-    """Bool ``(K, J, I)`` over the fixed grid: voxels at least ``margin_mm`` inside the fixed grid whose image
-    under ``fixed_to_moving`` lies at least ``margin_mm`` inside the moving grid."""
-    size = np.array(fixed.GetSize())
-    axes = [np.arange(n, dtype=float) for n in size]  # i, j, k
-    shapes = [(1, 1, -1), (1, -1, 1), (-1, 1, 1)]  # how i, j, k broadcast over (K, J, I)
-    inside = np.ones(tuple(size[::-1]), bool)
-    for c, n in enumerate(size):
-        edge = min(margin_mm / fixed.GetSpacing()[c], (n - 1) / 4)
-        inside &= ((axes[c] >= edge) & (axes[c] <= n - 1 - edge)).reshape(shapes[c])
-    m = np.linalg.inv(_index_to_lps(moving)) @ fixed_to_moving.homogeneous() @ _index_to_lps(fixed)
-    for c, n in enumerate(moving.GetSize()):
-        edge = min(margin_mm / moving.GetSpacing()[c], (n - 1) / 4)
-        index = sum(m[c, a] * axes[a].reshape(shapes[a]) for a in range(3)) + m[c, 3]
-        inside &= (index >= edge) & (index <= n - 1 - edge)
-    return inside
-
-
-def _mask_image(mask: np.ndarray, like: Any) -> Any:
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    image.CopyInformation(like)
-    return image
-
-
-def _z_range_mm(image: Any) -> tuple[float, float]:
-    """LPS z interval covered by the image's voxels (any direction matrix)."""
-    size = image.GetSize()
-    corners = [image.TransformIndexToPhysicalPoint((a, b, c)) for a in (0, size[0] - 1)
-               for b in (0, size[1] - 1) for c in (0, size[2] - 1)]
-    z = np.array([p[2] for p in corners])
-    half = 0.5 * float(np.max(np.abs(np.array(image.GetDirection()).reshape(3, 3)[2] * image.GetSpacing())))
-    return float(z.min() - half), float(z.max() + half)
-
-
 # ---------------------------------------------------------------------------------------------- registration
 def _method(metric: str, n_samples: int, n_mask: int, iterations: int, mask: Any, seed: int,
             threads: int | None) -> Any:
@@ -231,7 +156,7 @@ def _z_search(fixed: Any, moving: Any, reg: Any, step_mm: float) -> tuple[Any, f
         return np.array(image.TransformContinuousIndexToPhysicalPoint((float(i), float(j), float(k))))
 
     c_fixed, c_moving = centroid(fixed, "fixed image"), centroid(moving, "moving image")
-    (f0, f1), (m0, m1) = _z_range_mm(fixed), _z_range_mm(moving)
+    (f0, f1), (m0, m1) = z_range_mm(fixed), z_range_mm(moving)
     base = c_moving - c_fixed
     reach = 0.5 * abs((f1 - f0) - (m1 - m0)) + max(2 * step_mm, 0.25 * min(f1 - f0, m1 - m0))
     transform = sitk.AffineTransform(3)
@@ -339,7 +264,7 @@ def register_affine(
     stages: dict[str, float] = {}
 
     # 1-2. working images, roles
-    images = {name: _working_image(volume, levels[-1]) for name, volume in (("baseline", baseline),
+    images = {name: working_image(volume, levels[-1]) for name, volume in (("baseline", baseline),
                                                                             ("follow-up", followup))}
     body_mm3 = {}
     for name, image in images.items():
@@ -351,15 +276,15 @@ def register_affine(
             raise InputError(f"the {name} volume has no voxel above -500 HU; is it a CT in Hounsfield units?")
     fixed_name = "baseline" if body_mm3["baseline"] < body_mm3["follow-up"] else "follow-up"
     moving_name = "follow-up" if fixed_name == "baseline" else "baseline"
-    pyramid = [(_shrink(images[fixed_name], mm), _shrink(images[moving_name], mm)) for mm in levels]
-    bodies = [_body_mask(f) if body_mask else np.ones(f.GetSize()[::-1], bool) for f, _ in pyramid]
+    pyramid = [(shrink(images[fixed_name], mm), shrink(images[moving_name], mm)) for mm in levels]
+    bodies = [body_voxels(f) if body_mask else np.ones(f.GetSize()[::-1], bool) for f, _ in pyramid]
     stages["prepare"] = time.perf_counter() - t0
     if progress:
         progress(0.1, "registration: images prepared")
 
     # 3. start
     t1 = time.perf_counter()
-    mask = _mask_image(bodies[0], pyramid[0][0])
+    mask = mask_image(bodies[0], pyramid[0][0])
     reg = _method(metric, n_samples[0], int(bodies[0].sum()), 1, mask, seed, threads)
     transform, dz = _z_search(pyramid[0][0], pyramid[0][1], reg, z_search_step_mm)
     stages["start"] = time.perf_counter() - t1
@@ -371,11 +296,11 @@ def register_affine(
     level_info = []
     for n, (fixed, moving) in enumerate(pyramid):
         t1 = time.perf_counter()
-        sampled = bodies[n] & _inside_both(fixed, moving, _to_affine(transform), edge_margin_mm)
+        sampled = bodies[n] & inside_both(fixed, moving, _to_affine(transform), edge_margin_mm)
         if sampled.sum() < 0.1 * bodies[n].sum():  # little overlap yet: the edges cannot be spared
             sampled = bodies[n]
         n_sampled = int(sampled.sum())
-        mask = _mask_image(sampled, fixed)
+        mask = mask_image(sampled, fixed)
         reg = _method(metric, n_samples[n], n_sampled, iterations[n], mask, seed, threads)
         reg.SetInitialTransform(transform, inPlace=True)
         try:
@@ -394,7 +319,7 @@ def register_affine(
         })
         if progress:
             progress(0.2 + 0.75 * (n + 1) / len(levels), f"registration: level {n + 1} of {len(levels)} done")
-    final_body = bodies[-1] if body_mask else _body_mask(pyramid[-1][0])
+    final_body = bodies[-1] if body_mask else body_voxels(pyramid[-1][0])
     correlation, overlap = _quality(pyramid[-1][0], pyramid[-1][1], transform, final_body)
     fixed_to_moving = _to_affine(transform)
     forward = fixed_to_moving if fixed_name == "baseline" else fixed_to_moving.inverse()
