@@ -27,6 +27,7 @@ from TLTTrackerLib.lesions import DEFAULT_RADIUS_MM, Lesion
 from . import environment
 from .background import BackgroundTracking
 from .nodes import (
+    _matrix,
     _to_world,
     fill_results_table,
     lesions_from_markups,
@@ -70,10 +71,7 @@ def check_inside(volume_node, lesions: Sequence[Lesion]) -> None:
     """Every lesion lies inside the volume's voxel grid (world frame); else an InputError naming it in RAS."""
     ijk_to_world = vtk.vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(ijk_to_world)
-    m = _to_world(volume_node) @ np.array(
-        [[ijk_to_world.GetElement(r, c) for c in range(4)] for r in range(4)]
-    )
-    world_to_ijk = np.linalg.inv(m)
+    world_to_ijk = np.linalg.inv(_to_world(volume_node) @ _matrix(ijk_to_world))
     dims = np.array(volume_node.GetImageData().GetDimensions(), dtype=float)
     for les in lesions:
         ras = lps_to_ras(les.center_lps_mm)
