@@ -199,11 +199,7 @@ def _anchor_estimate(baseline, followup, c, p, linear_inv, res, config: RefineCo
         image, i_mask = sample_patch(followup, guess, (h + k, h + k, h + k), s, None, return_mask=True)
         if t_mask.mean() < 0.9:
             continue
-        np.clip(template, -1024.0, 200.0, out=template)
-        np.clip(image, -1024.0, 200.0, out=image)
-        target = np.maximum(np.maximum(res[0], res[1]), s)
-        template = match_resolution(template, res[0], target, s)
-        image = match_resolution(image, res[1], target, s)
+        template, image = _comparable(template, image, res[0], res[1], s, clip_hu=200.0)
         if template.std() < 20.0:  # featureless (e.g. air): no information
             continue
         score = masked_ncc_map(template, image, t_mask.astype(float), i_mask)
@@ -261,6 +257,20 @@ def _choose_candidate(baseline, followup, c, p, start, config, score, k, sp, lin
     return best[1]
 
 
+def _comparable(
+    template: np.ndarray, image: np.ndarray, res_template: np.ndarray, res_image: np.ndarray, spacing_mm: float,
+    clip_hu: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Make two patches comparable: clip intensities above ``clip_hu`` (bone, hundreds of HU above soft
+    tissue, would dominate the correlation although it moves differently from the soft tissue and lung around
+    most lesions), then blur both to a common resolution per axis (``res_*``: each patch's own, x y z mm)."""
+    np.clip(template, -1024.0, clip_hu, out=template)
+    np.clip(image, -1024.0, clip_hu, out=image)
+    target = np.maximum(np.maximum(res_template, res_image), spacing_mm)
+    return (match_resolution(template, res_template, target, spacing_mm),
+            match_resolution(image, res_image, target, spacing_mm))
+
+
 def _stage_scores(
     baseline: Volume,
     followup: Volume,
@@ -282,14 +292,9 @@ def _stage_scores(
     template, template_mask = _sample(baseline, c, h, s, linear_inv / growth, stage.supersample)
     image, image_mask = _sample(followup, p, h + k, s, None, stage.supersample)
     res_b, res_f = res
-    # Bone (hundreds of HU above soft tissue) would dominate the correlation although it moves differently
-    # from the soft tissue and lung around most lesions: clip it to the soft-tissue range.
-    np.clip(template, -1024.0, stage.clip_hu, out=template)
-    np.clip(image, -1024.0, stage.clip_hu, out=image)
-    target = np.maximum(np.maximum(res_b / growth, res_f), s)
-    own = s if stage.supersample else 0.0
-    template = match_resolution(template, np.maximum(res_b / growth, own), target, s)
-    image = match_resolution(image, np.maximum(res_f, own), target, s)
+    own = s if stage.supersample else 0.0  # a supersampled patch is already box-filtered to its spacing
+    template, image = _comparable(template, image, np.maximum(res_b / growth, own), np.maximum(res_f, own), s,
+                                  clip_hu=stage.clip_hu)
     if stage.weight_sigma_mm is not None:  # favour the lesion and its near surroundings
         sigma = max(stage.weight_sigma_mm, stage.weight_radius_factor * radius_mm * growth)
         d2 = np.sum(patch_offsets_mm((h, h, h), s) ** 2, axis=-1)
