@@ -32,8 +32,8 @@ CancelFn = Callable[[], bool]
 METHODS = ("affine", "refine", "tlt")
 LEARNED_METHODS: tuple[str, ...] = ("tlt",)  # need a model file (--model); none is bundled yet
 AUTO_METHOD = "refine"  # best measured method without a model (docs/benchmarks.md)
-# The back-tracking check needs only the anatomical stages (context, neighbourhood): half the cost.
-BACKTRACK_CONFIG = RefineConfig(stages=RefineConfig().stages[:2])
+# The back-tracking check needs only the first level (local affine + 4 mm demons): a quarter of the cost.
+BACKTRACK_CONFIG = RefineConfig(levels=RefineConfig().levels[:1])
 BACKTRACK_MIN_MM = 4.0  # that check is good to a few mm: a smaller miss is not evidence of a wrong match
 
 
@@ -131,7 +131,7 @@ class LesionTracker:
             with_heatmap: attach each lesion's matching score map (a small LPS-aligned Volume, values in
                 [-1, 1], in the follow-up's physical frame) as ``TrackedLesion.heatmap``.
             backtrack: track each result back to the baseline; when it does not come back within the lesion
-                radius (at least ``BACKTRACK_MIN_MM``, the precision of that two-stage check), halve the
+                radius (at least ``BACKTRACK_MIN_MM``, the precision of that one-level check), halve the
                 confidence and add the flag ``"backtrack_mismatch"``.
         """
         if self.registration is None or self.baseline is None or self.followup is None:

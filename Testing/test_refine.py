@@ -46,7 +46,7 @@ def test_refine_falls_back_to_affine_on_unrelated_images():
     baseline = _textured_ct(0)
     other = _textured_ct(5)
     centre = baseline.index_kji_to_lps([30, 50, 55])
-    cfg = RefineConfig(min_context_ncc=0.5)
+    cfg = RefineConfig(min_similarity=0.5)
     res = refine_center(baseline, other, centre, 6.0, AffineTransform.identity(), config=cfg)
     assert res.fell_back
     np.testing.assert_allclose(res.center_lps_mm, centre)

@@ -57,7 +57,7 @@ def test_heatmap_peak_near_result(tracked):
     _, out = tracked
     r = out["auto"][0]
     peak = np.unravel_index(np.argmax(r.heatmap.array), r.heatmap.array.shape)
-    # the context map's peak is the first-stage estimate: within a few mm of the final answer
+    # the lesion-template NCC map around the result peaks within a few mm of it
     assert np.linalg.norm(r.heatmap.index_kji_to_lps(np.array(peak)) - r.followup_center_lps_mm) < 6
 
 
