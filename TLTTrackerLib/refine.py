@@ -10,7 +10,7 @@ and runs symmetric-forces demons (Thirion 1998; Vercauteren et al. 2007; SimpleI
 ``FastSymmetricForcesDemonsRegistrationFilter``): a smooth displacement field ``d`` with
 ``fixed(g) ≈ moving(g + d(g))``, started from the previous level's field. The first level (4 mm, ±40 mm) starts from
 a local affine of its region fitted by correlation, and takes up the organ-scale motion a global affine leaves
-(≈ 6–7 mm at lesions, up to 15 mm); the 2 mm and 1 mm levels (±32, ±16 mm) place the point. The lesion's
+(≈ 6–7 mm at lesions, up to 15 mm); the 2 mm and 1 mm levels (±24, ±12 mm) place the point. The lesion's
 follow-up centre is ``p0 + d(0)``.
 
 Why the region and not a patch around the lesion: a small lesion without a pattern of its own (a sub-3 mm nodule
@@ -72,8 +72,8 @@ class RefineConfig:
     (``docs/benchmarks.md``: the numbers per choice).
     """
 
-    levels: tuple[DemonsLevel, ...] = (DemonsLevel(4.0, 40.0, 80, 6.0), DemonsLevel(2.0, 32.0, 40, 3.0),
-                                       DemonsLevel(1.0, 16.0, 30, 1.5))
+    levels: tuple[DemonsLevel, ...] = (DemonsLevel(4.0, 40.0, 80, 6.0), DemonsLevel(2.0, 24.0, 40, 3.0),
+                                       DemonsLevel(1.0, 12.0, 30, 1.5))
     affine_iterations: int = 100
     clip_hu: tuple[float, float] = (-1000.0, 200.0)
     min_similarity: float = 0.1
@@ -229,7 +229,7 @@ def _demons(fixed, moving, previous, iterations: int, smoothing_voxels: float):
     import SimpleITK as sitk
 
     demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
-    demons.SetNumberOfIterations(iterations)
+    demons.SetNumberOfIterations(int(iterations))
     demons.SetStandardDeviations(smoothing_voxels)
     if previous is None:
         return demons.Execute(fixed, moving)

@@ -61,3 +61,18 @@ def test_refine_keeps_score_maps_in_physical_frame():
     k = (score.shape[0] - 1) // 2
     np.testing.assert_allclose(origin + k * spacing, centre)
     np.testing.assert_allclose(res.center_lps_mm, centre, atol=0.3)
+
+
+def test_trim_box_cuts_faces_mostly_outside_a_scan():
+    from TLTTrackerLib.refine import _trim_box
+
+    inside = np.ones((21, 21, 21), bool)
+    inside[:6] = False  # the scan ends 4 voxels below the centre (z = 10)
+    inside[:, :, 18:] = False
+    inside[15, 3, 3] = False  # a stray voxel outside: not worth cutting a face for
+    box = _trim_box(inside, h=10, min_keep=2)
+    assert box[0] == slice(6, 21)  # z faces peeled up to the scan's edge
+    assert box[1] == slice(0, 21)
+    assert box[2] == slice(0, 18)
+    # never closer than min_keep to the centre, even where the scan ends nearer
+    assert _trim_box(inside, h=10, min_keep=6)[0] == slice(4, 21)
