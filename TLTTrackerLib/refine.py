@@ -65,7 +65,7 @@ class RefineConfig:
         min_keep_mm: trimming keeps at least this much of the region on each side of the start point.
         max_shift_mm: a larger move from the affine start is not trusted either (same fallback); a local affine
             that moves the centre further is dropped.
-        similarity_sigma_mm: Gaussian window (at least 1.5 lesion radii) of the similarity that gives the confidence.
+        similarity_sigma_mm: Gaussian window (at least 1.5 lesion radii) of each level's similarity (confidence).
         heatmap_search_mm: half-size of the lesion-template NCC map returned with ``keep_maps``.
 
     The defaults were chosen on synthetic pairs of LIDC-IDRI-0001, POPI and TotalSegmentator CTs
@@ -85,7 +85,8 @@ class RefineConfig:
 
 @dataclass(frozen=True, eq=False)
 class RefineResult:
-    """Refined follow-up centre ``(3,)`` LPS mm, per-level similarity (weighted NCC), and a confidence in [0, 1]."""
+    """Refined follow-up centre ``(3,)`` LPS mm, per-level similarity (weighted NCC after registration), and a
+    confidence in [0, 1]: the mean of those similarities (the 1 mm level alone can sit inside a large lesion)."""
 
     center_lps_mm: np.ndarray
     stage_ncc: tuple[float, ...]
@@ -140,7 +141,7 @@ def refine_center(
     if keep_maps:
         info["maps"] = [lesion_score_map(baseline, followup, c, center, radius_mm, linear_inv, res,
                                          config.heatmap_search_mm)]
-    return RefineResult(center, tuple(scores), float(np.clip(scores[-1], 0.0, 1.0)), info=info)
+    return RefineResult(center, tuple(scores), float(np.clip(np.mean(scores), 0.0, 1.0)), info=info)
 
 
 def _level_images(baseline, followup, c, start, linear_inv, level: DemonsLevel, res, config: RefineConfig):
