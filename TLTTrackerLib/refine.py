@@ -122,7 +122,8 @@ def refine_center(
     sigma = max(config.similarity_sigma_mm, 1.5 * radius_mm)
     displacement = None
     scores: list[float] = []
-    shift = np.zeros(3)
+    info: dict[str, Any] = {}
+    center, confidence = start, 0.1
     for n, level in enumerate(config.levels):
         fixed, moving = _level_images(baseline, followup, c, start, linear_inv, level, res, config)
         if n == 0 and config.affine_iterations > 0:
@@ -131,17 +132,14 @@ def refine_center(
         shift = _displacement_at_origin(displacement)
         scores.append(_similarity(fixed, moving, displacement, sigma))
         if n == 0 and (scores[0] < config.min_similarity or np.linalg.norm(shift) > config.max_shift_mm):
-            info = {"reason": "low_similarity" if scores[0] < config.min_similarity else "large_shift"}
-            if keep_maps:
-                info["maps"] = [lesion_score_map(baseline, followup, c, start, radius_mm, linear_inv, res,
-                                                 config.heatmap_search_mm)]
-            return RefineResult(start, tuple(scores), confidence=0.1, fell_back=True, info=info)
-    center = start + shift
-    info: dict[str, Any] = {"shift_mm": shift.tolist()}
+            info["reason"] = "low_similarity" if scores[0] < config.min_similarity else "large_shift"
+            break
+        center, confidence = start + shift, float(np.clip(np.mean(scores), 0.0, 1.0))
+        info["shift_mm"] = shift.tolist()
     if keep_maps:
         info["maps"] = [lesion_score_map(baseline, followup, c, center, radius_mm, linear_inv, res,
                                          config.heatmap_search_mm)]
-    return RefineResult(center, tuple(scores), float(np.clip(np.mean(scores), 0.0, 1.0)), info=info)
+    return RefineResult(center, tuple(scores), confidence, fell_back="reason" in info, info=info)
 
 
 def _level_images(baseline, followup, c, start, linear_inv, level: DemonsLevel, res, config: RefineConfig):
