@@ -89,7 +89,7 @@ class RefineResult:
     confidence in [0, 1]: the mean of those similarities (the 1 mm level alone can sit inside a large lesion)."""
 
     center_lps_mm: np.ndarray
-    stage_ncc: tuple[float, ...]
+    level_similarity: tuple[float, ...]
     confidence: float
     fell_back: bool = False
     info: dict = field(default_factory=dict)

@@ -200,7 +200,7 @@ class LesionTracker:
             res = refine_center(self.baseline, self.followup, les.center_lps_mm, les.radius_mm, forward,
                                 keep_maps=with_heatmap)
             center, confidence = res.center_lps_mm, res.confidence
-            extra["stage_ncc"] = [round(v, 4) for v in res.stage_ncc]
+            extra["level_similarity"] = [round(v, 4) for v in res.level_similarity]
             if res.fell_back:
                 flags.append("low_similarity")
             if with_heatmap and res.info.get("maps"):

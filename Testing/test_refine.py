@@ -38,7 +38,7 @@ def test_refine_recovers_centre_from_a_wrong_affine_start(seed):
     err_start = np.linalg.norm(wrong.apply(centre) - truth_t.apply(centre))
     err = np.linalg.norm(res.center_lps_mm - truth_t.apply(centre))
     assert err_start > 8
-    assert err < 1.0, (err, res.stage_ncc)
+    assert err < 1.0, (err, res.level_similarity)
     assert not res.fell_back and 0.5 < res.confidence <= 1.0
 
 
