@@ -130,9 +130,11 @@ class LesionTracker:
         Args:
             with_heatmap: attach each lesion's matching score map (a small LPS-aligned Volume, values in
                 [-1, 1], in the follow-up's physical frame) as ``TrackedLesion.heatmap``.
-            backtrack: track each result back to the baseline; when it does not come back within the lesion
-                radius (at least ``BACKTRACK_MIN_MM``, the precision of that one-level check), halve the
-                confidence and add the flag ``"backtrack_mismatch"``.
+            backtrack: track each result back to the baseline and scale the confidence by
+                ``exp(-½ (miss / s)²)``, ``miss`` = distance of the returned point from the input centre,
+                ``s`` = the lesion radius but at least ``BACKTRACK_MIN_MM`` (the precision of that one-level
+                check); when ``miss > s`` also add the flag ``"backtrack_mismatch"``. That factor is what makes
+                the confidence informative (docs/benchmarks.md: how well it separates hits from misses).
         """
         if self.registration is None or self.baseline is None or self.followup is None:
             raise InputError("no scan pair set: call set_pair(baseline, followup) before track()")
@@ -211,9 +213,10 @@ class LesionTracker:
                                      config=BACKTRACK_CONFIG)
                 miss_mm = float(np.linalg.norm(back.center_lps_mm - les.center_lps_mm))
                 extra["backtrack_error_mm"] = round(miss_mm, 3)
-                if miss_mm > max(les.radius_mm, BACKTRACK_MIN_MM):
+                scale = max(les.radius_mm, BACKTRACK_MIN_MM)
+                confidence *= float(np.exp(-0.5 * (miss_mm / scale) ** 2))
+                if miss_mm > scale:
                     flags.append("backtrack_mismatch")
-                    confidence *= 0.5
         if not self.followup.contains_lps(center):
             flags.append("outside_followup")
             confidence = 0.0

@@ -73,6 +73,7 @@ def run_case(name, volume, lesions, seeds, methods, rows):
                 rows.append({"case": name, "seed": seed, "method": method, "id": r.id,
                              "radius_mm": truth[r.id].radius_mm, "error_mm": float(np.linalg.norm(err)),
                              "error_xyz_mm": err.tolist(), "confidence": r.confidence, "flags": list(r.flags),
+                             "extra": {k: v for k, v in r.extra.items() if isinstance(v, (int, float, list))},
                              "seconds_pair": seconds})
         print(f"  {name} seed {seed}: " + "  ".join(
             f"{m} {np.mean([x['error_mm'] for x in rows if x['seed'] == seed and x['method'] == m and x['case'] == name]):.2f}"
@@ -89,6 +90,25 @@ def table(rows, methods, case_filter):
         sec = np.mean(list({(r["case"], r["seed"]): r["seconds_pair"] for r in sel}.values()))
         lines.append(f"{m:<8} {s['n']:>4} {s['cpm_10mm']:>9.3f} {s['cpm_radius']:>11.3f} "
                      f"{s['med_mm']:>6.2f} ± {s['med_std_mm']:<5.2f} {s['median_mm']:>10.2f} {sec:>7.2f}")
+    return "\n".join(lines)
+
+
+def confidence_report(rows, methods, case_filter):
+    """How well the confidence separates hits (error ≤ min(r, 10 mm)) from misses: ROC AUC (probability that a
+    random hit scores higher than a random miss), and how many misses and hits carry a flag."""
+    lines = []
+    for m in methods:
+        sel = [r for r in rows if r["method"] == m and case_filter(r["case"])]
+        hit = np.array([r["error_mm"] <= min(r["radius_mm"], 10.0) for r in sel], bool)
+        conf = np.array([r["confidence"] for r in sel])
+        flagged = np.array([bool(r["flags"]) for r in sel], bool)
+        if m == "affine" or hit.all() or not hit.any():
+            continue
+        greater = (conf[hit][:, None] > conf[~hit][None, :]).mean()
+        ties = (conf[hit][:, None] == conf[~hit][None, :]).mean()
+        lines.append(f"{m:<8} confidence AUC hit/miss {greater + 0.5 * ties:.2f}; flagged: {flagged[~hit].sum()} of "
+                     f"{(~hit).sum()} misses, {flagged[hit].sum()} of {hit.sum()} hits; median confidence hits "
+                     f"{np.median(conf[hit]):.2f}, misses {np.median(conf[~hit]):.2f}")
     return "\n".join(lines)
 
 
@@ -132,11 +152,13 @@ def main() -> int:
     run_case(*lidc_case(), seeds, methods, rows)
     print("\nLIDC-IDRI-0001 nodules, synthetic follow-ups")
     print(table(rows, methods, lambda c: c == "lidc_0001"))
+    print(confidence_report(rows, methods, lambda c: c == "lidc_0001"))
     if args.other_cts:
         for case in other_cases(6, 0):
             run_case(*case, seeds[: max(1, len(seeds) // 4)], methods, rows)
         print("\nOther CTs (POPI, TotalSegmentator), sampled blob points, r = 5 mm")
         print(table(rows, methods, lambda c: c != "lidc_0001"))
+        print(confidence_report(rows, methods, lambda c: c != "lidc_0001"))
     if args.png:
         plot(rows, methods, args.png)
         print(f"wrote {args.png}")
