@@ -43,6 +43,7 @@ from slicer.util import VTKObservationMixin
 from TLTTrackerLib.errors import TLTError
 from TLTTrackerLib.tracker import METHODS
 from TLTTrackerMRML import BackgroundTracking, TrackingLogic, environment, results_csv, set_radius_from_line
+from TLTTrackerMRML import views
 
 METHOD_CHOICES = ["auto", *METHODS]  # data-driven: a method added to the library appears here
 
@@ -352,92 +353,39 @@ class TLTTrackerLogic(ScriptedLoadableModuleLogic, TrackingLogic):
         return [python] if Path(python).exists() else [sys.executable]
 
     def ensureDependencies(self, method: str, model: Optional[str] = None) -> None:
-        """Install what the chosen method needs, with the user's consent, on the first Track (never at import).
+        """Install what the chosen method needs, with the user's consent, on the first Track (never at
+        import); the policy is ``environment.ensure_dependencies``, this passes Slicer's dialogs and installers."""
+        environment.ensure_dependencies(
+            method, model, slicer.util.confirmOkCancelDisplay, slicer.util.pip_install, self._torchInstaller,
+            translate=_,
+        )
 
-        affine/refine need numpy, scipy and SimpleITK, which Slicer ships (scipy is installed if an older Slicer
-        lacks it). Learned methods need torch, installed through the PyTorch extension (PyTorchUtils); numpy,
-        SimpleITK and torch are never pip-installed or upgraded from here.
-        """
-        missing = environment.missing_requirements(["scipy>=1.10"])
-        if missing:
-            if not slicer.util.confirmOkCancelDisplay(
-                _("TLTTracker needs these Python packages: {p}. Install them now?").format(
-                    p=", ".join(missing)
-                )
-            ):
-                raise TLTError("required Python packages are missing: " + ", ".join(missing))
-            slicer.util.pip_install(" ".join(missing))
-        if not environment.needs_torch(method, model) or environment.torch_installed():
-            return
-        try:
-            import PyTorchUtils
-        except ImportError as exc:
-            raise TLTError(
-                "the learned model needs PyTorch: install the PyTorch extension from the Extensions "
-                "Manager, restart Slicer, and track again (or choose 'No model')"
-            ) from exc
-        if not slicer.util.confirmOkCancelDisplay(
-            _(
-                "The learned model needs PyTorch (about 1-3 GB download). "
-                "Install it now through the PyTorch extension?"
-            )
-        ):
-            raise TLTError("PyTorch is required for the learned model; choose 'No model' to track without it")
-        if (
-            PyTorchUtils.PyTorchUtilsLogic().installTorch(
+    @staticmethod
+    def _torchInstaller():
+        """PyTorch through the PyTorch extension's PyTorchUtils (ImportError when that extension is missing)."""
+        import PyTorchUtils
+
+        def install() -> bool:
+            return PyTorchUtils.PyTorchUtilsLogic().installTorch(
                 askConfirmation=False, torchVersionRequirement=">=2.2"
-            )
-            is None
-        ):
-            raise TLTError("PyTorch was not installed; see the PyTorch Utils module")
+            ) is not None
+
+        return install
 
     @staticmethod
     def setRadiusFromLine(lesionsNode, lineNode) -> tuple[str, float]:
         """Half the length of ``lineNode`` becomes the radius of the lesion nearest to the line's centre."""
         return set_radius_from_line(lesionsNode, lineNode)
 
-    @staticmethod
-    def _sliceWidgets():
-        layoutManager = slicer.app.layoutManager()
-        return layoutManager.sliceWidget("Red"), layoutManager.sliceWidget("Yellow")
-
     def showResults(self, baselineNode, followupNode, baselineLesions, followupLesions) -> None:
         """Baseline | follow-up side by side (axial, unlinked); each point list only in its own view."""
-        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
-        for widget, volume, points in zip(
-            self._sliceWidgets(), (baselineNode, followupNode), (baselineLesions, followupLesions)
-        ):
-            composite = widget.mrmlSliceCompositeNode()
-            composite.SetBackgroundVolumeID(volume.GetID())
-            composite.SetForegroundVolumeID(None)
-            composite.SetLinkedControl(False)
-            widget.mrmlSliceNode().SetOrientationToAxial()
-            widget.sliceLogic().FitSliceToAll()
-            if points is not None and points.GetDisplayNode() is not None:
-                points.GetDisplayNode().SetViewNodeIDs([widget.mrmlSliceNode().GetID()])
+        views.show_pair(slicer.app.layoutManager(), baselineNode, followupNode, baselineLesions, followupLesions)
 
     def jumpToLesion(self, baselineLesions, followupLesions, label: str, followupNode=None) -> None:
-        """Centre the baseline view on the lesion's baseline point and the follow-up view on its tracked point;
-        show its heatmap (if any) over the follow-up only."""
-        for widget, node in zip(self._sliceWidgets(), (baselineLesions, followupLesions)):
-            index = next(
-                (
-                    n
-                    for n in range(node.GetNumberOfControlPoints())
-                    if node.GetNthControlPointLabel(n) == label
-                ),
-                None,
-            )
-            if index is None:
-                continue
-            ras = [0.0] * 3
-            node.GetNthControlPointPositionWorld(index, ras)
-            widget.mrmlSliceNode().JumpSliceByCentering(*ras)
-        heatmap = self.heatmap_nodes.get(label)
-        if heatmap is not None and heatmap.GetScene() is not None:
-            composite = self._sliceWidgets()[1].mrmlSliceCompositeNode()
-            composite.SetForegroundVolumeID(heatmap.GetID())
-            composite.SetForegroundOpacity(0.4)
+        """Centre both views on the lesion's baseline and tracked points; its heatmap (if any) over the
+        follow-up."""
+        views.jump_to_lesion(slicer.app.layoutManager(), baselineLesions, followupLesions, label,
+                             self.heatmap_nodes.get(label))
 
     def exportCsv(self, path: str) -> None:
         from TLTTrackerLib.io import atomic_write

@@ -254,3 +254,81 @@ def test_environment_checks(tmp_path):
         environment.check_device("cuda", uses_torch=False)  # model-free methods ignore the device
         with pytest.raises(DeviceError, match="no NVIDIA GPU"):
             environment.check_device("cuda", uses_torch=True)
+
+
+def test_ensure_dependencies_asks_before_installing_and_explains_refusals(monkeypatch):
+    from TLTTrackerMRML import environment
+
+    asked, installed = [], []
+
+    def no_extension():
+        raise ImportError("no PyTorchUtils")
+
+    # model-free methods with everything present: no dialog, nothing installed
+    environment.ensure_dependencies("affine", None, asked.append, installed.append, no_extension)
+    assert asked == [] and installed == []
+    monkeypatch.setattr(environment, "missing_requirements", lambda reqs: ["scipy>=1.10"])
+    with pytest.raises(TLTError, match="missing: scipy"):
+        environment.ensure_dependencies("affine", None, lambda text: asked.append(text) or False,
+                                        installed.append, no_extension)
+    assert "scipy>=1.10" in asked[-1] and installed == []
+    environment.ensure_dependencies("affine", None, lambda text: True, installed.append, no_extension)
+    assert installed == ["scipy>=1.10"]
+    # a learned method without torch: the PyTorch extension is required, then consent, then its installer
+    monkeypatch.setattr(environment, "missing_requirements", lambda reqs: [])
+    monkeypatch.setattr(environment, "torch_installed", lambda: False)
+    with pytest.raises(TLTError, match="PyTorch extension"):
+        environment.ensure_dependencies("tlt", "m.pt", lambda text: True, installed.append, no_extension)
+    with pytest.raises(TLTError, match="PyTorch is required"):
+        environment.ensure_dependencies("tlt", "m.pt", lambda text: False, installed.append, lambda: lambda: True)
+    with pytest.raises(TLTError, match="not installed"):
+        environment.ensure_dependencies("tlt", "m.pt", lambda text: True, installed.append, lambda: lambda: False)
+    environment.ensure_dependencies("tlt", "m.pt", lambda text: True, installed.append, lambda: lambda: True)
+
+
+def test_views_show_the_pair_side_by_side_and_jump_to_a_lesion():
+    from TLTTrackerMRML import views
+
+    class Recorder:
+        """Stands in for the Qt layout manager and slice widgets (not in slicer-core): records the calls."""
+
+        def __init__(self, log, name=""):
+            self.log, self.name = log, name
+
+        def __getattr__(self, attr):
+            def call(*args):
+                self.log.append((self.name, attr, args))
+                return Recorder(self.log, self.name)
+
+            return call
+
+    log = []
+    scene = slicer.vtkMRMLScene()
+    base = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+    follow = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+    heat = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+    points = []
+    for pos in ((1.0, 2.0, 3.0), (4.0, 5.0, 6.0)):
+        node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+        node.AddControlPoint(*pos, "L1")
+        points.append(node)
+
+    class Layout:
+        def setLayout(self, layout):
+            log.append(("layout", layout))
+
+        def sliceWidget(self, name):
+            return Recorder(log, name)
+
+    views.show_pair(Layout(), base, follow, *points)
+    assert ("layout", slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView) in log
+    assert ("Red", "SetBackgroundVolumeID", (base.GetID(),)) in log
+    assert ("Yellow", "SetBackgroundVolumeID", (follow.GetID(),)) in log
+    log.clear()
+    views.jump_to_lesion(Layout(), *points, "L1", heat)
+    assert ("Red", "JumpSliceByCentering", (1.0, 2.0, 3.0)) in log
+    assert ("Yellow", "JumpSliceByCentering", (4.0, 5.0, 6.0)) in log
+    assert ("Yellow", "SetForegroundVolumeID", (heat.GetID(),)) in log
+    log.clear()
+    views.jump_to_lesion(Layout(), *points, "L9", None)  # unknown label: no jump, no overlay
+    assert not any(entry[1] in ("JumpSliceByCentering", "SetForegroundVolumeID") for entry in log)

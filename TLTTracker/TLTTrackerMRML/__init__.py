@@ -1,4 +1,5 @@
-"""MRML glue of the TLTTracker module: node conversions and the node-level tracking logic.
+"""MRML glue of the TLTTracker module: node conversions, the node-level tracking logic, the compute environment
+(`environment`) and slice-view navigation (`views`).
 
 A package (not loose .py files) because Slicer treats every .py in a module folder as a module. Needs only the
 non-Qt Slicer core, so the pytest suite tests it with PyPI's ``slicer-core``.

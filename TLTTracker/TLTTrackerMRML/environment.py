@@ -13,10 +13,10 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from TLTTrackerLib import tracker as _tracker
-from TLTTrackerLib.errors import DeviceError, InputError, ModelFileError
+from TLTTrackerLib.errors import DeviceError, InputError, ModelFileError, TLTError
 
 # Never installed/upgraded from this module: Slicer ships them (SimpleITK from PyPI breaks Slicer's ITK IO) or
 # another extension owns them (torch through the PyTorch extension's PyTorchUtils).
@@ -184,3 +184,42 @@ def missing_requirements(requirements: Sequence[str]) -> list[str]:
         except importlib.metadata.PackageNotFoundError:
             missing.append(req)
     return missing
+
+
+def ensure_dependencies(
+    method: str,
+    model: str | None,
+    confirm: Callable[[str], bool],
+    pip_install: Callable[[str], None],
+    torch_installer: Callable[[], Callable[[], bool]],
+    translate: Callable[[str], str] = lambda text: text,
+) -> None:
+    """Install what ``method`` needs, asking first; raises TLTError when the user declines or it fails.
+
+    affine/refine need numpy, scipy and SimpleITK, which Slicer ships (scipy is installed if an older Slicer
+    lacks it). Learned methods need torch, installed only through the PyTorch extension; numpy, SimpleITK and
+    torch are never pip-installed or upgraded here. The Slicer module passes its dialogs and installers:
+    ``confirm(text)``, ``pip_install(requirements)``, ``torch_installer()`` -> an ``install() -> success``
+    function (ImportError when the PyTorch extension is missing; called only when torch is needed), and its
+    translation.
+    """
+    missing = missing_requirements(["scipy>=1.10"])
+    if missing:
+        prompt = translate("TLTTracker needs these Python packages: {p}. Install them now?")
+        if not confirm(prompt.format(p=", ".join(missing))):
+            raise TLTError("required Python packages are missing: " + ", ".join(missing))
+        pip_install(" ".join(missing))
+    if not needs_torch(method, model) or torch_installed():
+        return
+    try:
+        install_torch = torch_installer()
+    except ImportError as exc:
+        raise TLTError(
+            "the learned model needs PyTorch: install the PyTorch extension from the Extensions "
+            "Manager, restart Slicer, and track again (or choose 'No model')"
+        ) from exc
+    if not confirm(translate("The learned model needs PyTorch (about 1-3 GB download). "
+                             "Install it now through the PyTorch extension?")):
+        raise TLTError("PyTorch is required for the learned model; choose 'No model' to track without it")
+    if not install_torch():
+        raise TLTError("PyTorch was not installed; see the PyTorch Utils module")
