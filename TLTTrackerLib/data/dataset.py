@@ -93,9 +93,44 @@ def _item_rng(seed: int, epoch: int, index: int, stream: int = 0) -> np.random.G
 
 class _EpochDataset(Dataset):
     epoch = 0
+    preprocess: PreprocessConfig
+    augment: Augment | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def _sample(
+        self,
+        rng: np.random.Generator,
+        baseline: Volume,
+        followup: Volume,
+        baseline_lesion: tuple[np.ndarray, float],
+        followup_lesion: tuple[np.ndarray, float],
+        start_lps_mm: np.ndarray,
+        prior_scale: float,
+        **meta: Any,
+    ) -> Sample:
+        """One training sample: ``baseline_lesion`` -> ``followup_lesion``, each ``(centre (3,) LPS mm,
+        radius mm)``, searched around ``start_lps_mm``; augmented (search jitter, flips, intensities) when
+        ``self.augment`` is set; ``meta`` goes into ``sample["meta"]``."""
+        offset, flips = self.augment.draw(rng) if self.augment else (None, ())
+        sample = build_sample(
+            baseline,
+            followup,
+            baseline_lesion[0],
+            baseline_lesion[1],
+            start_lps_mm,
+            self.preprocess,
+            target_center_lps_mm=followup_lesion[0],
+            target_radius_mm=followup_lesion[1],
+            search_offset_mm=offset,
+            prior_scale=prior_scale,
+            flip_axes=flips,
+        )
+        if self.augment:
+            self.augment.intensities(sample, rng)
+        sample["meta"].update(meta)
+        return sample
 
 
 # ------------------------------------------------------------------------------------------- DLS
@@ -169,24 +204,10 @@ class DLSPairDataset(_EpochDataset):
         base, follow = self._volume(rec.source), self._volume(rec.target)
         start, scale = self._start(rec, base, follow)
         rng = _item_rng(self.seed, self.epoch, index)
-        offset, flips = self.augment.draw(rng) if self.augment else (None, ())
-        sample = build_sample(
-            base,
-            follow,
-            dls_center_to_lps(rec.source_center_xyz, rec.source_spacing_mm),
-            rec.source_radius_mm,
-            start,
-            self.preprocess,
-            target_center_lps_mm=dls_center_to_lps(rec.target_center_xyz, rec.target_spacing_mm),
-            target_radius_mm=rec.target_radius_mm,
-            search_offset_mm=offset,
-            prior_scale=scale,
-            flip_axes=flips,
-        )
-        if self.augment:
-            self.augment.intensities(sample, rng)
-        sample["meta"].update(item=int(index), sample=0, key=rec.key, source="dls")
-        return [sample]
+        source = (dls_center_to_lps(rec.source_center_xyz, rec.source_spacing_mm), rec.source_radius_mm)
+        target = (dls_center_to_lps(rec.target_center_xyz, rec.target_spacing_mm), rec.target_radius_mm)
+        return [self._sample(rng, base, follow, source, target, start, scale,
+                             item=int(index), sample=0, key=rec.key, source="dls")]
 
 
 # ------------------------------------------------------------------------------------------- synthetic
@@ -285,24 +306,9 @@ class SyntheticPairDataset(_EpochDataset):
         for j, (b_les, f_les) in enumerate(zip(pair.baseline_lesions, pair.followup_lesions)):
             start = affine.apply(b_les.center_lps_mm) if self.start == "affine" else f_les.center_lps_mm
             start = start + rng.normal(0.0, self.start_jitter_mm, 3) if self.start_jitter_mm > 0 else start
-            offset, flips = self.augment.draw(rng) if self.augment else (None, ())
-            s = build_sample(
-                pair.baseline,
-                pair.followup,
-                b_les.center_lps_mm,
-                b_les.radius_mm,
-                start,
-                self.preprocess,
-                target_center_lps_mm=f_les.center_lps_mm,
-                target_radius_mm=f_les.radius_mm,
-                search_offset_mm=offset,
-                prior_scale=scale,
-                flip_axes=flips,
-            )
-            if self.augment:
-                self.augment.intensities(s, rng)
-            s["meta"].update(item=int(index), sample=j, key=f"syn{index}:{j}", source="synthetic")
-            samples.append(s)
+            truth = (b_les.center_lps_mm, b_les.radius_mm), (f_les.center_lps_mm, f_les.radius_mm)
+            samples.append(self._sample(rng, pair.baseline, pair.followup, *truth, start, scale,
+                                        item=int(index), sample=j, key=f"syn{index}:{j}", source="synthetic"))
         return samples
 
 
