@@ -129,8 +129,9 @@ def refine_center(
         if n == 0 and config.affine_iterations > 0:
             displacement = _local_affine_field(fixed, moving, config.affine_iterations, config.max_shift_mm)
         displacement = _demons(fixed, moving, displacement, level.iterations, level.smoothing_mm / level.spacing_mm)
-        shift = _displacement_at_origin(displacement)
-        scores.append(_similarity(fixed, moving, displacement, sigma))
+        transform = _field_transform(displacement)
+        shift = np.asarray(transform.TransformPoint((0.0, 0.0, 0.0)), dtype=float)  # d(0), mm x y z
+        scores.append(_similarity(fixed, moving, transform, sigma))
         if n == 0 and (scores[0] < config.min_similarity or np.linalg.norm(shift) > config.max_shift_mm):
             info["reason"] = "low_similarity" if scores[0] < config.min_similarity else "large_shift"
             break
@@ -236,19 +237,19 @@ def _demons(fixed, moving, previous, iterations: int, smoothing_voxels: float):
     return demons.Execute(fixed, moving, start)
 
 
-def _displacement_at_origin(displacement) -> np.ndarray:
-    """``d(0)``: the field at offset 0 (the start point), trilinear, ``(3,)`` mm x y z."""
+def _field_transform(displacement):
+    """The field as a transform ``g -> g + d(g)`` (trilinear). It takes its image over, so it gets a copy: the
+    field itself starts the next level."""
     import SimpleITK as sitk
 
-    transform = sitk.DisplacementFieldTransform(sitk.Image(displacement))  # takes its image: give it a copy
-    return np.asarray(transform.TransformPoint((0.0, 0.0, 0.0)), dtype=float)
+    return sitk.DisplacementFieldTransform(sitk.Image(displacement))
 
 
-def _similarity(fixed, moving, displacement, sigma_mm: float) -> float:
-    """NCC of ``fixed`` and ``moving`` warped by the field, Gaussian-weighted around offset 0 (sigma in mm)."""
+def _similarity(fixed, moving, transform, sigma_mm: float) -> float:
+    """NCC of ``fixed`` and ``moving`` warped by ``transform`` (:func:`_field_transform`), Gaussian-weighted
+    around offset 0 (sigma in mm)."""
     import SimpleITK as sitk
 
-    transform = sitk.DisplacementFieldTransform(sitk.Image(displacement))
     warped = sitk.GetArrayFromImage(sitk.Resample(moving, fixed, transform, sitk.sitkLinear, -1000.0))
     f = sitk.GetArrayFromImage(fixed).astype(np.float64)
     spacing = fixed.GetSpacing()[0]
