@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 from ..errors import InputError
 
@@ -76,11 +77,53 @@ def _progress_printer(as_json: bool):
     return report, bar.close
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..io import read_volume
-    from ..registration import RegistrationResult
+def track_to_file(
+    tracker: Any,
+    baseline_path: str | Path,
+    followup_path: str | Path,
+    lesions: list,
+    frame: str,
+    out: Path,
+    registration: Any = None,
+    registration_out: Path | None = None,
+    report: Callable[[float, str], None] | None = None,
+    with_heatmap: bool = False,
+) -> tuple[dict, list]:
+    """Read both scans, register (or reuse ``registration``), track ``lesions`` (LPS) with ``tracker`` and
+    write the results to ``out`` in ``frame`` (atomically, last); the registration to ``registration_out``
+    (JSON) first when given. Shared by ``track`` and ``track-batch``. Returns (payload, TrackedLesion list)."""
+    from ..io import atomic_write, read_volume
     from ..results import results_to_dict, write_results
-    from ..tracker import LesionTracker, check_inside
+    from ..tracker import check_inside
+
+    report = report or (lambda fraction, message: None)
+    t0 = time.perf_counter()
+    report(0.0, "reading volumes")
+    baseline = read_volume(baseline_path)
+    followup = read_volume(followup_path)
+    read_s = time.perf_counter() - t0
+    check_inside(baseline, lesions)  # before spending seconds on registration
+    tracker.timing_s.clear()
+    report(0.05, "registering")
+    registration = tracker.set_pair(
+        baseline, followup, registration=registration, progress=lambda f, m: report(0.05 + 0.45 * f, m)
+    )
+    if registration_out:
+        text = json.dumps(registration.to_dict(), indent=2)
+        atomic_write(Path(registration_out), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    results = tracker.track(
+        lesions, progress=lambda f, m: report(0.5 + 0.5 * f, m), with_heatmap=with_heatmap
+    )
+    timing = {"read": read_s, **tracker.timing_s, "total": time.perf_counter() - t0}
+    payload = results_to_dict(results, registration, timing, frame)
+    payload["inputs"] = {"baseline": str(baseline_path), "followup": str(followup_path)}
+    write_results(payload, out)
+    return payload, results
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..registration import RegistrationResult
+    from ..tracker import LesionTracker
 
     out = Path(args.out)
     for src in (args.baseline, args.followup, args.lesions):
@@ -89,12 +132,6 @@ def run(args: argparse.Namespace) -> int:
     lesions, frame = _gather_lesions(args)
     report, close = _progress_printer(args.progress_json)
     try:
-        t0 = time.perf_counter()
-        report(0.0, "reading volumes")
-        baseline = read_volume(args.baseline)
-        followup = read_volume(args.followup)
-        read_s = time.perf_counter() - t0
-        check_inside(baseline, lesions)  # before spending seconds on registration
         tracker = LesionTracker(method=args.method, model=args.model, device=args.device)
         registration = None
         if args.registration_in:
@@ -102,22 +139,10 @@ def run(args: argparse.Namespace) -> int:
                 registration = RegistrationResult.from_dict(json.loads(Path(args.registration_in).read_text(encoding="utf-8")))
             except (OSError, ValueError, KeyError) as exc:
                 raise InputError(f"cannot reuse registration {args.registration_in}: {exc}") from exc
-        report(0.05, "registering")
-        registration = tracker.set_pair(
-            baseline, followup, registration=registration, progress=lambda f, m: report(0.05 + 0.45 * f, m)
+        payload, results = track_to_file(
+            tracker, args.baseline, args.followup, lesions, frame, out, registration=registration,
+            registration_out=args.registration_out, report=report, with_heatmap=bool(args.heatmap_out),
         )
-        if args.registration_out:
-            from ..io import atomic_write
-
-            text = json.dumps(registration.to_dict(), indent=2)
-            atomic_write(Path(args.registration_out), lambda tmp: tmp.write_text(text))
-        results = tracker.track(
-            lesions, progress=lambda f, m: report(0.5 + 0.5 * f, m), with_heatmap=bool(args.heatmap_out)
-        )
-        timing = {"read": read_s, **tracker.timing_s, "total": time.perf_counter() - t0}
-        payload = results_to_dict(results, registration, timing, frame)
-        payload["inputs"] = {"baseline": str(args.baseline), "followup": str(args.followup)}
-        write_results(payload, out)
         if args.heatmap_out:
             from ..io import write_volume
 

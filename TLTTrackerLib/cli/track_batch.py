@@ -24,10 +24,8 @@ and exits 1 if they fail again.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -75,26 +73,14 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _track_pair(pair: Any, folder: Path, tracker: Any) -> int:
-    """Track one pair into ``folder`` exactly as ``tlt-tracker track`` would. Returns the number of lesions."""
-    from ..io import read_volume
+    """Track one pair into ``folder`` exactly as ``tlt-tracker track`` would; returns the number of lesions."""
     from ..lesions import read_lesions
-    from ..results import results_to_dict, write_results
-    from ..tracker import check_inside
+    from .track import track_to_file
 
-    t0 = time.perf_counter()
     lesions, frame = read_lesions(pair.lesions, csv_frame=pair.coordinate_system)
-    baseline = read_volume(pair.baseline)
-    followup = read_volume(pair.followup)
-    read_s = time.perf_counter() - t0
-    check_inside(baseline, lesions)  # before spending seconds on registration
-    tracker.timing_s.clear()
-    registration = tracker.set_pair(baseline, followup)
-    _write_text(folder / REGISTRATION_NAME, json.dumps(registration.to_dict(), indent=2))
-    results = tracker.track(lesions)
-    timing = {"read": read_s, **tracker.timing_s, "total": time.perf_counter() - t0}
-    payload = results_to_dict(results, registration, timing, frame)
-    payload["inputs"] = {"baseline": str(pair.baseline), "followup": str(pair.followup)}
-    write_results(payload, folder / RESULTS_NAME)  # last: its presence marks the pair done
+    # results.json last (track_to_file writes it last): its presence marks the pair done
+    _, results = track_to_file(tracker, pair.baseline, pair.followup, lesions, frame, folder / RESULTS_NAME,
+                               registration_out=folder / REGISTRATION_NAME)
     return len(results)
 
 
