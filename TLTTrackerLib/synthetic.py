@@ -283,23 +283,44 @@ def _followup_grid(
     return grid, {**info, "shape_kji": [int(v) for v in size[::-1]]}
 
 
-def make_pair(
+@dataclass(frozen=True, eq=False)
+class PairPlan:
+    """Everything of a synthetic pair except the follow-up's voxels (cheap: no image is warped).
+
+    Attributes:
+        baseline: the input volume, values below -1024 HU raised to -1024.
+        grid: the follow-up grid (geometry only; its int8 array is a placeholder of the right shape).
+        baseline_lesions / followup_lesions, forward (``F``), backward (``F⁻¹``): as in :class:`SyntheticPair`.
+        slice_thickness_mm: box slice profile of the follow-up; gain, offset_hu, noise_hu: its intensities.
+        info: every sampled parameter (JSON-friendly).
+
+    :func:`render_followup` fills any sub-grid of ``grid`` (the whole grid for :func:`make_pair`, a box around
+    one search crop for fast training data), so a crop of a rendered box equals the crop of the full follow-up
+    up to the noise draw.
+    """
+
+    baseline: Volume
+    grid: Volume
+    baseline_lesions: list[Lesion]
+    followup_lesions: list[Lesion]
+    forward: PointTransform
+    backward: SyntheticBackwardTransform
+    slice_thickness_mm: float
+    gain: float
+    offset_hu: float
+    noise_hu: float
+    info: dict = field(default_factory=dict)
+
+
+def plan_pair(
     baseline: Volume,
     lesions: Sequence[Lesion],
     rng: np.random.Generator | int,
     config: PairConfig = PairConfig(),
-) -> SyntheticPair:
-    """Make a synthetic follow-up of ``baseline`` with exact lesion correspondences (see the module doc).
+) -> PairPlan:
+    """Draw every random part of a synthetic pair (module doc) without warping the follow-up.
 
-    Args:
-        baseline: CT volume (HU); values below -1024 are raised to -1024.
-        lesions: lesions on the baseline (LPS mm centres, radii in mm).
-        rng: a Generator (consumed) or an int seed.
-        config: :class:`PairConfig`.
-
-    Returns:
-        a :class:`SyntheticPair`; ``followup`` is int16 HU.
-    """
+    Consumes ``rng`` exactly as :func:`make_pair` does before its noise draw."""
     t0 = time.perf_counter()
     seed = int(rng) if isinstance(rng, (int, np.integer)) else None
     rng = np.random.default_rng(rng)
@@ -323,23 +344,60 @@ def make_pair(
     f_radii = radii_na * factors
     grid, grid_info = _followup_grid(base, forward_na, centers, f_radii, rng, config)
     info.update(grid_info)
-    t1 = time.perf_counter()
-    thickness = grid_info["slice_thickness_mm"]
-    warped = warp_volume(base, grid, backward, 1, AIR_HU, np.float32, slice_thickness_mm=thickness)
-    t2 = time.perf_counter()
     gain, offset = rng.uniform(*config.gain_range), rng.uniform(*config.offset_hu_range)
     noise_hu = rng.uniform(*config.noise_hu_range)
-    values = warped.array
-    values *= gain
-    values += offset
-    values += rng.standard_normal(values.shape, dtype=np.float32) * np.float32(noise_hu)
-    followup = grid.with_array(np.clip(np.rint(values), AIR_HU, 3071).astype(np.int16))
     f_lesions = [Lesion(les.id, c, float(r)) for les, c, r in zip(lesions, forward.apply(b_centers), f_radii)]
     info.update(seed=seed, affine=affine.to_dict(), gain=gain, offset_hu=offset, noise_hu=noise_hu)
     info["growth_factors"] = {les.id: float(f) for les, f in zip(lesions, factors)}
-    info["seconds"] = {"setup": t1 - t0, "warp": t2 - t1, "total": time.perf_counter() - t0}
+    info["seconds"] = {"setup": time.perf_counter() - t0}
+    return PairPlan(base, grid, list(lesions), f_lesions, forward, backward, grid_info["slice_thickness_mm"],
+                    float(gain), float(offset), float(noise_hu), info)
+
+
+def render_followup(
+    plan: PairPlan, grid: Volume, rng: np.random.Generator, source: Volume | None = None
+) -> Volume:
+    """Follow-up voxels on ``grid`` (the plan's grid or a sub-grid of it, same direction and spacing): pull
+    ``source`` (default: the plan's baseline; another scan in the same frame, e.g. another contrast phase,
+    gives real contrast change) through ``F⁻¹`` with the slice profile, then gain, offset and fresh noise from
+    ``rng``. Returns int16 HU on ``grid``."""
+    src = plan.baseline if source is None else source.with_array(np.maximum(source.array, AIR_HU))
+    warped = warp_volume(src, grid, plan.backward, 1, AIR_HU, np.float32, slice_thickness_mm=plan.slice_thickness_mm)
+    values = warped.array
+    values *= plan.gain
+    values += plan.offset_hu
+    values += rng.standard_normal(values.shape, dtype=np.float32) * np.float32(plan.noise_hu)
+    return grid.with_array(np.clip(np.rint(values), AIR_HU, 3071).astype(np.int16))
+
+
+def make_pair(
+    baseline: Volume,
+    lesions: Sequence[Lesion],
+    rng: np.random.Generator | int,
+    config: PairConfig = PairConfig(),
+) -> SyntheticPair:
+    """Make a synthetic follow-up of ``baseline`` with exact lesion correspondences (see the module doc).
+
+    Args:
+        baseline: CT volume (HU); values below -1024 are raised to -1024.
+        lesions: lesions on the baseline (LPS mm centres, radii in mm).
+        rng: a Generator (consumed) or an int seed.
+        config: :class:`PairConfig`.
+
+    Returns:
+        a :class:`SyntheticPair`; ``followup`` is int16 HU.
+    """
+    t0 = time.perf_counter()
+    seed = int(rng) if isinstance(rng, (int, np.integer)) else None
+    rng = np.random.default_rng(rng)
+    plan = plan_pair(baseline, lesions, rng, config)
+    t1 = time.perf_counter()
+    followup = render_followup(plan, plan.grid, rng)
+    info = {**plan.info, "seed": seed}
+    info["seconds"] = {"setup": t1 - t0, "warp": time.perf_counter() - t1, "total": time.perf_counter() - t0}
     logger.debug("make_pair: %r -> %r in %.2f s", baseline, followup, info["seconds"]["total"])
-    return SyntheticPair(base, followup, list(lesions), f_lesions, forward, info, backward)
+    return SyntheticPair(plan.baseline, followup, plan.baseline_lesions, plan.followup_lesions, plan.forward, info,
+                         plan.backward)
 
 
 def affine_residual_at_lesions(pair: SyntheticPair, n_points: int = 20000, rng: Any = 0) -> dict[str, float]:
