@@ -41,6 +41,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from .contrast import check_monotone, draw_contrast, enhancement_change
 from .geometry import Volume
 from .lesions import Lesion
 from .resample import AIR_HU, warp_volume
@@ -84,6 +85,13 @@ class PairConfig:
     gain_range: tuple[float, float] = (0.97, 1.03)
     offset_hu_range: tuple[float, float] = (-10.0, 10.0)
     fixed_point_tol_mm: float = 1e-4
+    # Harder settings (TLTTrackerLib.scenarios). The defaults draw nothing extra: pairs stay bit-identical.
+    nonrigid_rms_mm_range: tuple[float, float] | None = None  # per pair, log-uniform; replaces nonrigid_rms_mm
+    contrast_change_hu_range: tuple[float, float] = (0.0, 0.0)  # soft-tissue enhancement change (contrast.py)
+    contrast_spatial_variation: float = 0.0  # relative spatial modulation of that change (organ to organ)
+    contrast_window_hu: tuple[float, float] = (0.0, 250.0)  # HU range the change acts on
+    # one lesion at a z edge of the follow-up: signed distance (mm) of its centre inside the edge (< 0: outside)
+    fov_edge_offset_mm_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         lo, hi = self.growth_factor_range
@@ -99,6 +107,11 @@ class PairConfig:
             )
         if not self.slice_thickness_mm_choices or min(self.slice_thickness_mm_choices) <= 0:
             raise ValueError("slice_thickness_mm_choices must be positive thicknesses")
+        if self.nonrigid_rms_mm_range is not None and not 0 < self.nonrigid_rms_mm_range[0] <= self.nonrigid_rms_mm_range[1]:
+            raise ValueError(f"nonrigid_rms_mm_range must be 0 < lo <= hi, got {self.nonrigid_rms_mm_range}")
+        if any(self.contrast_change_hu_range):
+            check_monotone(max(map(abs, self.contrast_change_hu_range)), self.contrast_spatial_variation,
+                           self.contrast_window_hu)
 
 
 # ---------------------------------------------------------------------------------------------- the pair
@@ -122,6 +135,11 @@ class SyntheticPair:
     baseline_to_followup: PointTransform
     info: dict = field(default_factory=dict)
     followup_to_baseline: PointTransform | None = None
+
+    def outside_followup_ids(self) -> list[str]:
+        """Ids of the lesions whose exact follow-up centre lies outside the follow-up's coverage (voxel
+        centres ± half a voxel, the tracker's ``outside_followup`` test)."""
+        return [les.id for les in self.followup_lesions if not self.followup.contains_lps(les.center_lps_mm)]
 
 
 def _affine(rng: np.random.Generator, cfg: PairConfig, center: np.ndarray) -> tuple[AffineTransform, dict]:
@@ -154,6 +172,9 @@ def _random_field(
     lo, hi = _box_in_frame(baseline, affine, direction)
     spacing = cfg.nonrigid_node_spacing_mm
     corr = rng.uniform(*cfg.nonrigid_correlation_mm)
+    ref_rms = cfg.nonrigid_rms_mm
+    if cfg.nonrigid_rms_mm_range is not None:  # drawn only then: default pairs keep their random stream
+        ref_rms = math.exp(rng.uniform(*np.log(cfg.nonrigid_rms_mm_range)))
     margin = max(corr, 30.0)
     lo, hi = lo - margin, hi + margin
     n_ijk = np.maximum(2, np.ceil((hi - lo) / spacing).astype(int) + 1)
@@ -161,7 +182,7 @@ def _random_field(
     noise = rng.standard_normal((3, *n_ijk[::-1]))
     sigma = corr / 2.0 / spacing  # filtered white noise: autocorrelation exp(-r²/(4σ²)), 1/e at r = 2σ
     u = np.stack([ndimage.gaussian_filter(noise[c], sigma, mode="reflect") for c in range(3)], axis=-1)
-    rms = cfg.nonrigid_rms_mm * corr / cfg.nonrigid_reference_correlation_mm
+    rms = ref_rms * corr / cfg.nonrigid_reference_correlation_mm
     u *= rms / np.sqrt(np.mean(np.sum(u**2, axis=-1)))
     nodes = Volume(np.zeros(n_ijk[::-1], np.int8), origin, np.full(3, spacing), direction)
     if cfg.nonrigid_bone_damping > 0:  # less motion in bone: sample the baseline at A⁻¹(node)
@@ -277,10 +298,42 @@ def _followup_grid(
         s = max(s, need_hi[axis] - length[axis]) if np.isfinite(need_hi[axis]) else s
         start[axis] = s
     size = np.maximum(1, np.ceil(length / spacing).astype(int))
+    edge_info = {}
+    if cfg.fov_edge_offset_mm_range is not None and len(centers):
+        start[2], size[2], edge_info = _edge_cut(u_c[:, 2], keep[:, 2], lo_valid[2], hi_valid[2], size[2],
+                                                 spacing[2], rng, cfg.fov_edge_offset_mm_range)
     origin = d @ (start + spacing / 2)
     grid = Volume(np.zeros(size[::-1], np.int8), origin, spacing, d)
     info = {"slice_thickness_mm": thickness, "spacing_mm": spacing.tolist(), "fov_fraction": frac.tolist()}
-    return grid, {**info, "shape_kji": [int(v) for v in size[::-1]]}
+    return grid, {**info, "shape_kji": [int(v) for v in size[::-1]], **edge_info}
+
+
+def _edge_cut(
+    z: np.ndarray, keep: np.ndarray, lo_valid: float, hi_valid: float, size: int, step: float,
+    rng: np.random.Generator, offset_range: tuple[float, float],
+) -> tuple[float, int, dict]:
+    """Follow-up z range (``start`` of the coverage, slice count) with one edge at a signed distance drawn from
+    ``offset_range`` from the most extreme lesion of a random side (``> 0``: that centre lies inside by that
+    much; ``< 0``: outside), the other edge keeping the other lesions (``z ± keep``) where the mapped baseline
+    allows. ``z``: lesion centres along the grid's third axis (mm)."""
+    high = bool(rng.integers(2))
+    offset = float(rng.uniform(*offset_range))
+    n = int(np.argmax(z) if high else np.argmin(z))
+    others = np.arange(len(z)) != n
+    if high:
+        edge = z[n] + offset
+        far = min((z - keep)[others].min() if others.any() else edge, edge - size * step)
+        far = min(max(far, lo_valid), edge - 4 * step)
+        count = int(np.ceil((edge - far) / step))
+        start = edge - count * step
+    else:
+        edge = z[n] - offset
+        far = max((z + keep)[others].max() if others.any() else edge, edge + size * step)
+        far = max(min(far, hi_valid), edge + 4 * step)
+        count = int(np.ceil((far - edge) / step))
+        start = edge
+    return start, count, {"fov_edge": {"lesion_index": n, "side": "superior" if high else "inferior",
+                                       "offset_mm": offset}}
 
 
 @dataclass(frozen=True, eq=False)
@@ -310,6 +363,7 @@ class PairPlan:
     offset_hu: float
     noise_hu: float
     info: dict = field(default_factory=dict)
+    contrast: dict | None = None  # soft-tissue enhancement change (TLTTrackerLib.contrast), None for none
 
 
 def plan_pair(
@@ -346,12 +400,19 @@ def plan_pair(
     info.update(grid_info)
     gain, offset = rng.uniform(*config.gain_range), rng.uniform(*config.offset_hu_range)
     noise_hu = rng.uniform(*config.noise_hu_range)
+    contrast = None
+    if any(config.contrast_change_hu_range):  # drawn only then: default pairs keep their random stream
+        contrast = draw_contrast(rng, config.contrast_change_hu_range, config.contrast_spatial_variation,
+                                 config.contrast_window_hu)
+        info["contrast"] = contrast
+    if "fov_edge" in info:
+        info["fov_edge"]["lesion_id"] = lesions[info["fov_edge"]["lesion_index"]].id
     f_lesions = [Lesion(les.id, c, float(r)) for les, c, r in zip(lesions, forward.apply(b_centers), f_radii)]
     info.update(seed=seed, affine=affine.to_dict(), gain=gain, offset_hu=offset, noise_hu=noise_hu)
     info["growth_factors"] = {les.id: float(f) for les, f in zip(lesions, factors)}
     info["seconds"] = {"setup": time.perf_counter() - t0}
     return PairPlan(base, grid, list(lesions), f_lesions, forward, backward, grid_info["slice_thickness_mm"],
-                    float(gain), float(offset), float(noise_hu), info)
+                    float(gain), float(offset), float(noise_hu), info, contrast)
 
 
 def render_followup(
@@ -359,11 +420,14 @@ def render_followup(
 ) -> Volume:
     """Follow-up voxels on ``grid`` (the plan's grid or a sub-grid of it, same direction and spacing): pull
     ``source`` (default: the plan's baseline; another scan in the same frame, e.g. another contrast phase,
-    gives real contrast change) through ``F⁻¹`` with the slice profile, then gain, offset and fresh noise from
-    ``rng``. Returns int16 HU on ``grid``."""
+    gives real contrast change) through ``F⁻¹`` with the slice profile, then the plan's synthetic contrast
+    change if any (:mod:`TLTTrackerLib.contrast`), gain, offset and fresh noise from ``rng``. Returns int16 HU
+    on ``grid``."""
     src = plan.baseline if source is None else source.with_array(np.maximum(source.array, AIR_HU))
     warped = warp_volume(src, grid, plan.backward, 1, AIR_HU, np.float32, slice_thickness_mm=plan.slice_thickness_mm)
     values = warped.array
+    if plan.contrast is not None:
+        enhancement_change(values, grid, plan.contrast)
     values *= plan.gain
     values += plan.offset_hu
     values += rng.standard_normal(values.shape, dtype=np.float32) * np.float32(plan.noise_hu)
