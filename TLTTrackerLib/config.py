@@ -133,6 +133,8 @@ class PreprocessConfig:
             8 mm floor keeps ≥ 1 template token above 0.7 on the stride-8 grid except at the worst lattice
             offsets (which need 8.2 mm; method-notes §1.4), where the minimum-token fallback takes over.
         interpolation_order: spline order of crop sampling (1 = trilinear).
+        antialias: Gaussian-smooth volume axes finer than ``spacing_mm`` before sampling a crop (σ = ½ √(f² − 1)
+            voxels for a decimation factor f), so a 0.7 mm scan and a 2 mm scan give alike 2 mm crops.
     """
 
     spacing_mm: float = 1.0
@@ -145,6 +147,7 @@ class PreprocessConfig:
     sigma_min_mm: float = 8.0
     sigma_radius_scale: float = 1.0
     interpolation_order: int = 1
+    antialias: bool = False
 
     def __post_init__(self) -> None:
         _check(self.spacing_mm > 0, "preprocess.spacing_mm must be > 0")
@@ -215,6 +218,15 @@ class TrainConfig:
     synthetic_start: str = "affine"
     synthetic_start_jitter_mm: float = 2.0
     synthetic_mix_ratio: float = 0.5
+    # fast crop-only synthetic items (data/crop_pairs.py): each item renders only its search crops
+    synthetic_crop_only: bool = False
+    synthetic_volume_groups: tuple[tuple[str, ...], ...] = ()  # scans of one frame (contrast phases)
+    synthetic_valid_groups: tuple[tuple[str, ...], ...] = ()
+    synthetic_phantoms: int = 0  # extra generated phantom volumes in the training set
+    synthetic_nonrigid_rms_mm: tuple[float, float] | None = None  # log-uniform per pair (None: generator's)
+    synthetic_node_spacing_mm: float = 8.0
+    synthetic_growth_range: tuple[float, float] | None = None
+    synthetic_slice_thickness_mm: tuple[float, ...] = ()  # follow-up thickness choices (empty: generator's)
     augment: bool = True
     aug_crop_jitter_mm: float = 8.0
     aug_intensity_scale: float = 0.1
@@ -223,6 +235,7 @@ class TrainConfig:
     # ---- optimisation
     batch_size: int = 4
     num_workers: int = 4
+    cpu_threads: int = 0  # torch threads on a CPU device; 0: cores minus data workers (at least 1)
     max_steps: int = 100_000
     warmup_steps: int = 1000
     lr: float = 1e-4
@@ -243,7 +256,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(
-            bool(self.dls_train_json) or bool(self.synthetic_volumes),
+            bool(self.dls_train_json) or bool(self.synthetic_volumes) or bool(self.synthetic_volume_groups),
             "train: give dls_train_json (+ dls_volume_dir) and/or synthetic_volumes as training data",
         )
         _check(
@@ -263,6 +276,10 @@ class TrainConfig:
         _check(0.0 <= self.synthetic_mix_ratio <= 1.0, "train.synthetic_mix_ratio must be in [0, 1]")
         _check(self.batch_size >= 1 and self.max_steps >= 1, "train.batch_size and max_steps must be ≥ 1")
         _check(self.synthetic_lesions_per_pair >= 1, "train.synthetic_lesions_per_pair must be ≥ 1")
+        _check(
+            not (self.synthetic_volume_groups or self.synthetic_phantoms) or self.synthetic_crop_only,
+            "train.synthetic_volume_groups and synthetic_phantoms need synthetic_crop_only: true",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)

@@ -63,6 +63,7 @@ def sample_crop(
     spacing_mm: float = 1.0,
     order: int = 1,
     pad_hu: float = AIR_HU,
+    antialias: bool = False,
 ) -> np.ndarray:
     """Sample ``volume`` on an LPS-aligned crop grid around ``center_lps_mm``.
 
@@ -73,6 +74,7 @@ def sample_crop(
         spacing_mm: isotropic step of the crop grid.
         order: spline order (1 = trilinear; 3 prefilters the whole volume, slow).
         pad_hu: value outside the volume.
+        antialias: smooth axes finer than ``spacing_mm`` first (:class:`PreprocessConfig` ``antialias``).
 
     Returns:
         float32 ``(D, H, W)`` (z, y, x) in HU, values below -1024 raised to -1024.
@@ -82,8 +84,11 @@ def sample_crop(
     to_ijk = volume.direction.T / volume.spacing_mm[:, None]  # LPS offset -> volume index ijk
     matrix_ijk = to_ijk * spacing_mm  # crop (i, j, k) step -> volume ijk (columns x, y, z = crop i, j, k)
     offset_ijk = to_ijk @ (corner - volume.origin_lps_mm)
+    source = volume.array
+    if antialias:
+        source, offset_ijk = _smoothed_region(volume, offset_ijk, matrix_ijk, shape, spacing_mm)
     out = ndimage.affine_transform(
-        volume.array,
+        source,
         matrix_ijk[::-1, ::-1],  # crop kji -> volume kji
         offset=offset_ijk[::-1],
         output_shape=shape,
@@ -95,6 +100,28 @@ def sample_crop(
     )
     np.maximum(out, AIR_HU, out=out)
     return out
+
+
+def _smoothed_region(
+    volume: Volume, offset_ijk: np.ndarray, matrix_ijk: np.ndarray, shape: tuple, spacing_mm: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The region of ``volume`` a crop reads, Gaussian-smoothed along axes finer than ``spacing_mm``
+    (σ = ½ √(f² − 1) voxels, f = spacing_mm / voxel size), and the crop's offset into it (index ijk)."""
+    n_xyz = np.asarray(shape, dtype=float)[::-1] - 1
+    corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=float) * n_xyz
+    idx = corners @ matrix_ijk.T + offset_ijk  # volume ijk of the crop's corners
+    factor = spacing_mm / volume.spacing_mm
+    sigma_ijk = np.where(factor > 1.2, 0.5 * np.sqrt(np.maximum(factor**2 - 1.0, 0.0)), 0.0)
+    pad = np.ceil(3 * sigma_ijk).astype(int) + 2
+    size_ijk = np.asarray(volume.shape_kji)[::-1]
+    lo = np.clip(np.floor(idx.min(axis=0)).astype(int) - pad, 0, size_ijk)
+    hi = np.clip(np.ceil(idx.max(axis=0)).astype(int) + pad + 1, 0, size_ijk)
+    if np.any(hi <= lo) or not np.any(sigma_ijk > 0):
+        return volume.array, offset_ijk
+    region = np.asarray(volume.array[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]], dtype=np.float32)
+    np.maximum(region, AIR_HU, out=region)
+    region = ndimage.gaussian_filter(region, sigma_ijk[::-1], mode="nearest")
+    return region, offset_ijk - lo
 
 
 def window_hu(array_hu: np.ndarray, hu_window: tuple[float, float], clip: bool = False) -> np.ndarray:
@@ -154,8 +181,9 @@ def build_sample(
     search_center = start + offset
     order = config.interpolation_order
     flips = tuple(sorted({int(a) for a in flip_axes}))
-    t_img = sample_crop(baseline, baseline_center_lps_mm, config.template_size_mm, s, order, config.pad_hu)
-    s_img = sample_crop(followup, search_center, config.search_size_mm, s, order, config.pad_hu)
+    aa = config.antialias
+    t_img = sample_crop(baseline, baseline_center_lps_mm, config.template_size_mm, s, order, config.pad_hu, aa)
+    s_img = sample_crop(followup, search_center, config.search_size_mm, s, order, config.pad_hu, aa)
     if flips:
         t_img, s_img = (
             np.ascontiguousarray(np.flip(t_img, flips)),

@@ -161,7 +161,29 @@ def _box_in_frame(volume: Volume, transform: AffineTransform, direction: np.ndar
 def _gradient_norm(u: np.ndarray, spacing: float) -> np.ndarray:
     """Spectral norm of the Jacobian of ``u`` ``(K, J, I, 3)`` at every node, ``(K, J, I)``."""
     g = np.stack([np.stack(np.gradient(u[..., c], spacing), -1) for c in range(3)], -2)
-    return np.sqrt(np.linalg.eigvalsh(np.einsum("...ji,...jk->...ik", g, g))[..., -1])
+    gtg = np.empty_like(g)  # Jᵀ J, symmetric: six products instead of a general einsum
+    for r in range(3):
+        for c in range(r, 3):
+            gtg[..., r, c] = gtg[..., c, r] = (g[..., :, r] * g[..., :, c]).sum(axis=-1)
+    return np.sqrt(_largest_eigenvalue_sym3(gtg))
+
+
+def _largest_eigenvalue_sym3(m: np.ndarray) -> np.ndarray:
+    """Largest eigenvalue of symmetric positive semi-definite 3×3 matrices ``(..., 3, 3)``, closed form
+    (trigonometric solution of the characteristic cubic; ~10× faster than ``eigvalsh`` on many small
+    matrices)."""
+    a, b, c = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
+    d, e, f = m[..., 0, 1], m[..., 1, 2], m[..., 0, 2]
+    q = (a + b + c) / 3.0
+    p1 = d * d + e * e + f * f
+    p2 = (a - q) ** 2 + (b - q) ** 2 + (c - q) ** 2 + 2.0 * p1
+    p = np.sqrt(np.maximum(p2, 0.0) / 6.0)
+    safe = np.where(p > 1e-300, p, 1.0)
+    b00, b11, b22 = (a - q) / safe, (b - q) / safe, (c - q) / safe
+    b01, b12, b02 = d / safe, e / safe, f / safe
+    det = b00 * (b11 * b22 - b12 * b12) - b01 * (b01 * b22 - b12 * b02) + b02 * (b01 * b12 - b11 * b02)
+    phi = np.arccos(np.clip(det / 2.0, -1.0, 1.0)) / 3.0
+    return np.where(p > 1e-300, q + 2.0 * p * np.cos(phi), q)
 
 
 def _random_field(

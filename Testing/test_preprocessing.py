@@ -133,3 +133,17 @@ def test_flips_mirror_images_priors_and_targets_consistently():
     # target peak token still agree
     peak = np.array(np.unravel_index(np.argmax(flipped["search_image"][0]), (32, 48, 40)))
     assert np.all(np.abs(peak_index(flipped["target_heatmap"]) * 8 - peak) <= 4)
+
+
+def test_antialias_is_a_no_op_at_the_crop_spacing_and_smooths_finer_volumes():
+    rng = np.random.default_rng(0)
+    coarse = Volume(rng.normal(0, 100, (20, 20, 20)).astype(np.float32), np.zeros(3), np.full(3, 2.0))
+    c = coarse.center_lps_mm()
+    plain = sample_crop(coarse, c, (16, 16, 16), 2.0)
+    assert np.array_equal(sample_crop(coarse, c, (16, 16, 16), 2.0, antialias=True), plain)
+    fine = Volume(rng.normal(0, 100, (60, 60, 60)).astype(np.float32), np.zeros(3), np.full(3, 0.5))
+    c = fine.center_lps_mm()
+    rough = sample_crop(fine, c, (16, 16, 16), 2.0)
+    smooth = sample_crop(fine, c, (16, 16, 16), 2.0, antialias=True)
+    assert smooth.std() < 0.5 * rough.std()  # white noise averaged over the 2 mm footprint
+    assert abs(smooth.mean() - rough.mean()) < 20.0

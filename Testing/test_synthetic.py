@@ -232,3 +232,13 @@ def test_info_is_json_and_no_lesions_is_fine(phantom):
     assert p.followup_lesions == [] and p.followup.array.dtype == np.int16
     text = json.dumps(p.info)
     assert "slice_thickness_mm" in text and "nonrigid_rms_mm" in text
+
+
+def test_closed_form_largest_eigenvalue_matches_eigvalsh():
+    from TLTTrackerLib.synthetic import _largest_eigenvalue_sym3
+
+    g = np.random.default_rng(0).normal(size=(500, 3, 3))
+    m = np.einsum("...ji,...jk->...ik", g, g)
+    assert np.allclose(_largest_eigenvalue_sym3(m), np.linalg.eigvalsh(m)[:, -1], rtol=1e-9, atol=1e-12)
+    assert _largest_eigenvalue_sym3(np.zeros((3, 3))) == 0.0
+    assert _largest_eigenvalue_sym3(np.diag([1.0, 3.0, 2.0])) == pytest.approx(3.0)

@@ -108,12 +108,14 @@ class _EpochDataset(Dataset):
         followup_lesion: tuple[np.ndarray, float],
         start_lps_mm: np.ndarray,
         prior_scale: float,
+        drawn: tuple[Any, tuple[int, ...]] | None = None,
         **meta: Any,
     ) -> Sample:
         """One training sample: ``baseline_lesion`` -> ``followup_lesion``, each ``(centre (3,) LPS mm,
         radius mm)``, searched around ``start_lps_mm``; augmented (search jitter, flips, intensities) when
-        ``self.augment`` is set; ``meta`` goes into ``sample["meta"]``."""
-        offset, flips = self.augment.draw(rng) if self.augment else (None, ())
+        ``self.augment`` is set (``drawn``: its ``(offset, flips)`` already drawn); ``meta`` goes into
+        ``sample["meta"]``."""
+        offset, flips = drawn if drawn is not None else (self.augment.draw(rng) if self.augment else (None, ()))
         sample = build_sample(
             baseline,
             followup,

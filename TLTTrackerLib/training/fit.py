@@ -86,7 +86,9 @@ def build_datasets(
         start=cfg.synthetic_start,
         start_jitter_mm=cfg.synthetic_start_jitter_mm,
     )
-    if cfg.synthetic_volumes:
+    if cfg.synthetic_crop_only:
+        syn_train, syn_valid = crop_pair_datasets(pre, cfg, aug)
+    elif cfg.synthetic_volumes:
         syn_train = SyntheticPairDataset(
             find_volumes(cfg.synthetic_volumes),
             cfg.synthetic_items_per_epoch,
@@ -95,7 +97,7 @@ def build_datasets(
             seed=cfg.seed,
             **common,
         )
-    if cfg.synthetic_valid_volumes and dls_valid is None:
+    if cfg.synthetic_valid_volumes and dls_valid is None and not cfg.synthetic_crop_only:
         syn_valid = SyntheticPairDataset(
             find_volumes(cfg.synthetic_valid_volumes),
             cfg.synthetic_valid_items,
@@ -111,6 +113,58 @@ def build_datasets(
     else:
         train = dls_train if dls_train is not None else syn_train  # type: ignore[assignment]
     return train, dls_valid if dls_valid is not None else syn_valid
+
+
+def crop_pair_datasets(
+    pre: PreprocessConfig, cfg: TrainConfig, aug: Augment | None
+) -> tuple[Dataset, Dataset | None]:
+    """Training and validation :class:`~..data.crop_pairs.CropPairDataset` of a ``synthetic_crop_only``
+    recipe: one-volume sources from ``synthetic_volumes`` (+ ``synthetic_phantoms`` generated phantoms),
+    phase groups from ``synthetic_volume_groups``; validation from ``synthetic_valid_volumes`` /
+    ``synthetic_valid_groups`` (fixed pairs)."""
+    import dataclasses
+
+    from ..data.crop_pairs import CropPairDataset
+    from ..phantom import make_phantom
+    from ..synthetic import PairConfig
+
+    pair = PairConfig(nonrigid_node_spacing_mm=cfg.synthetic_node_spacing_mm)
+    if cfg.synthetic_growth_range is not None:
+        lo = cfg.synthetic_growth_range[0]
+        ratio = max(pair.growth_outer_ratio, math.exp(1.5 * abs(math.log(lo)) / 0.85))  # no folding
+        pair = dataclasses.replace(pair, growth_factor_range=cfg.synthetic_growth_range, growth_outer_ratio=ratio)
+    if cfg.synthetic_slice_thickness_mm:
+        pair = dataclasses.replace(pair, slice_thickness_mm_choices=cfg.synthetic_slice_thickness_mm)
+    common = dict(
+        pair_config=pair,
+        nonrigid_rms_mm=cfg.synthetic_nonrigid_rms_mm,
+        lesions_per_pair=cfg.synthetic_lesions_per_pair,
+        radius_mm=cfg.synthetic_radius_mm,
+        point_kind=cfg.synthetic_point_kind,
+        start_jitter_mm=cfg.synthetic_start_jitter_mm,
+    )
+    sources: list[tuple] = [(p,) for p in find_volumes(cfg.synthetic_volumes)] if cfg.synthetic_volumes else []
+    sources += [tuple(find_volumes(g)) for g in cfg.synthetic_volume_groups]
+    sources += [(make_phantom(10_000 + n)[0],) for n in range(cfg.synthetic_phantoms)]
+    train = CropPairDataset(sources, cfg.synthetic_items_per_epoch, pre, augment=aug, seed=cfg.seed, **common)
+    valid_sources = [(p,) for p in find_volumes(cfg.synthetic_valid_volumes)] if cfg.synthetic_valid_volumes else []
+    valid_sources += [tuple(find_volumes(g)) for g in cfg.synthetic_valid_groups]
+    valid = (
+        CropPairDataset(valid_sources, cfg.synthetic_valid_items, pre, seed=cfg.seed + 10_007, fixed=True, **common)
+        if valid_sources else None
+    )
+    return train, valid
+
+
+def set_cpu_threads(cfg: TrainConfig) -> int:
+    """Torch threads for CPU training: ``cfg.cpu_threads``, or the cores left by the data workers. More
+    threads than free cores makes every step several times slower (the threads wait on each other)."""
+    import os
+
+    n = cfg.cpu_threads or max(1, (os.cpu_count() or 1) - cfg.num_workers)
+    torch.set_num_threads(n)
+    logger.info("CPU training with %d torch threads and %d data workers", n, cfg.num_workers)
+    return n
 
 
 def lr_factor(step: int, warmup_steps: int, max_steps: int, min_ratio: float) -> float:
@@ -182,6 +236,8 @@ def _fit(
     progress: ProgressFn | None,
 ) -> dict[str, Any]:
     D.seed_everything(cfg.seed, env.rank)
+    if device.type == "cpu":
+        set_cpu_threads(cfg)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
