@@ -122,15 +122,37 @@ def shard(pairs: Sequence[Pair], rank: int, world_size: int) -> list[Pair]:
     return [p for i, p in enumerate(pairs) if i % world_size == rank]
 
 
+_RESULT_KEYS = ("id", "baseline_center", "followup_center", "confidence", "method")
+
+
+def read_results_file(path: Path) -> dict:
+    """A pair's results.json, checked to be complete; InputError naming the file when it is damaged
+    (not JSON, truncated, or lesions without their fields)."""
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path} is damaged ({type(exc).__name__}: {exc}); delete it or rerun with --overwrite")
+    lesions = payload.get("lesions") if isinstance(payload, dict) else None
+    if not isinstance(lesions, list) or not lesions:
+        raise InputError(f"{path} is damaged (no 'lesions' list); delete it or rerun with --overwrite")
+    for n, les in enumerate(lesions, start=1):
+        missing = [k for k in _RESULT_KEYS if not isinstance(les, dict) or k not in les]
+        if missing:
+            raise InputError(f"{path} is damaged (lesion #{n} lacks {', '.join(missing)}); delete it or rerun "
+                             "with --overwrite")
+    return payload
+
+
 def summary_text(pairs: Sequence[Pair], out_dir: Path, results_name: str = "results.json") -> str:
     """summary.csv text from ``out_dir/<pair_id>/results.json`` of every pair (all must exist)."""
     buf = _io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
     for pair in pairs:
-        payload = json.loads((out_dir / pair.pair_id / results_name).read_text(encoding="utf-8"))
+        payload = read_results_file(out_dir / pair.pair_id / results_name)
         frame = payload.get("coordinate_system", "LPS")
         for les in payload["lesions"]:
+            confidence = "" if les["confidence"] is None else les["confidence"]  # null: no confidence measure
             writer.writerow([pair.pair_id, les["id"], frame, *les["baseline_center"], *les["followup_center"],
-                             les["confidence"], les["method"], ";".join(les.get("flags", []))])
+                             confidence, les["method"], ";".join(les.get("flags", []))])
     return buf.getvalue()

@@ -126,6 +126,29 @@ def save_checkpoint(
     return p
 
 
+def _load_problem(exc: BaseException) -> str:
+    """What is wrong with a file ``torch.load(weights_only=True)`` refused, in our words. torch's own text
+    suggests retrying with ``weights_only=False``: that would run whatever code a pickle holds, so it is
+    never shown."""
+    text = str(exc)
+    if "weights_only" in text or "Unsupported global" in text or isinstance(exc, pickle.UnpicklingError):
+        return ("holds pickled Python objects besides tensors and plain values (not a TLTTracker model file; "
+                "such files can run code when loaded, so TLTTracker refuses them)")
+    if isinstance(exc, (EOFError, zipfile.BadZipFile)) or "zip archive" in text or "central directory" in text:
+        return "is truncated or corrupt (cannot open it as a torch zip archive)"
+    first = (text.strip().splitlines() or [type(exc).__name__])[0][:160]
+    return f"is corrupt or not a TLTTracker model file ({first})"
+
+
+def is_trained(data: dict[str, Any]) -> bool:
+    """Whether a loaded checkpoint has seen training: a positive ``step`` count (``tlt-tracker train`` saves
+    the optimiser step; a freshly initialised network saved with ``step=0`` gives random confidences)."""
+    try:
+        return int(data.get("step") or 0) > 0
+    except (TypeError, ValueError):
+        return False
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read and check a checkpoint (``weights_only=True``). Raises ModelFileError for a missing, corrupt,
     foreign or other-version file."""
@@ -135,10 +158,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         data = torch.load(p, map_location=map_location, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelFileError(
-            f"{p} is corrupt or not a TLTTracker model file ({first}); download or train it again"
-        ) from exc
+        raise ModelFileError(f"{p} {_load_problem(exc)}; download or train it again") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelFileError(
             f"{p} is not a TLTTracker model file (no '{FORMAT}' marker); "
@@ -186,5 +206,8 @@ def load_model(
         first = str(exc).strip().splitlines()[0][:200]
         raise ModelFileError(f"{path}: weights do not fit the stored model configuration ({first})") from exc
     model.to(device).eval()
+    if not is_trained(data):
+        logger.warning("MODEL NOT TRAINED: %s records 0 training steps; its positions and confidences are "
+                       "those of a random network (results get the flag 'untrained_model', confidence null)", path)
     logger.debug("loaded %s (step %s, metrics %s)", path, data.get("step"), data.get("metrics"))
     return model, model_config, preprocess_config, data

@@ -33,6 +33,9 @@ _REQUIRED = (
     "target spacing", "source recist diameter", "target recist diameter",
 )
 _OPTIONAL = ("source recist coordinate", "target recist coordinate", PREDICT_FIELD)
+_POSITIVE = ("source spacing", "target spacing")
+_NON_NEGATIVE = ("source recist diameter", "target recist diameter")
+_IDENTITY = ("source", "target", "source center")
 MATCH_TOLERANCE_PX = 0.5  # source centres of the same pair differ by ≤ 0.07 px between test.json and DLTMix.json
 
 
@@ -44,6 +47,11 @@ def _vector(rec: dict[str, Any], name: str, length: int, where: str) -> np.ndarr
         arr = np.zeros(0)
     if arr.shape != (length,) or not np.all(np.isfinite(arr)):
         raise InputError(f"{where}: {name!r} should be {length} finite numbers, got {value!r}")
+    if name in _POSITIVE and not np.all(arr > 0):
+        raise InputError(f"{where}: {name!r} must be > 0 (mm), got {arr.tolist()}; fix the record")
+    if name in _NON_NEGATIVE and (np.any(arr < 0) or not np.any(arr > 0)):
+        raise InputError(f"{where}: {name!r} must be ≥ 0 with a positive long diameter (pixels), got "
+                         f"{arr.tolist()}; fix the record")
     return arr
 
 
@@ -168,7 +176,11 @@ def _read_items(path: str | os.PathLike[str]) -> tuple[list[tuple[str, Any]], bo
     if isinstance(data, dict) and isinstance(data.get("results"), list):
         items, keyed = [(f"{n + 1:04d}", rec) for n, rec in enumerate(data["results"])], False
     elif isinstance(data, dict):
-        items, keyed = sorted((k, v) for k, v in data.items() if isinstance(v, dict)), True
+        items, keyed = sorted(data.items()), True
+        bad = next((k for k, v in items if not isinstance(v, dict)), None)
+        if bad is not None:
+            raise InputError(f"{p}: record {bad!r} is not an object ({type(data[bad]).__name__}); "
+                             "every value of a keyed DLS file must be a record")
     elif isinstance(data, list):
         items, keyed = [(f"{n + 1:04d}", rec) for n, rec in enumerate(data)], False
     else:
@@ -196,8 +208,15 @@ def load_predictions(path: str | os.PathLike[str], field: str = PREDICT_FIELD) -
         if not isinstance(rec, dict) or field not in rec:
             raise InputError(f"{where} has no field {field!r}; choose the prediction field with --field")
         center = _vector(rec, field, 3, where)
+        truth_fields = [k for k in _REQUIRED if k not in _IDENTITY]
+        present = [k for k in truth_fields if k in rec]
+        if present and len(present) < len(truth_fields):  # half a ground-truth record: malformed, not "none"
+            raise InputError(f"{where} has some ground-truth fields but lacks "
+                             f"{[k for k in truth_fields if k not in rec]}; fix the record or drop them all")
         pair = parse_record(key, rec) if all(k in rec for k in _REQUIRED) else None
-        has_id = all(k in rec for k in ("source", "target", "source center"))
+        has_id = all(k in rec for k in _IDENTITY)
+        if not has_id and any(k in rec for k in _IDENTITY):
+            raise InputError(f"{where} names its pair only in part; give all of {list(_IDENTITY)} or none")
         out.append(DLSPrediction(
             key=key, keyed=keyed, center_xyz=center,
             source=str(rec["source"]) if has_id else None,

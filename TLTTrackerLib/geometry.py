@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import InputError
+
 _LPS_FROM_RAS = np.array([-1.0, -1.0, 1.0])
 
 
@@ -32,10 +34,18 @@ def lps_to_ras(points_lps_mm: np.ndarray) -> np.ndarray:
     return np.asarray(points_lps_mm, dtype=float) * _LPS_FROM_RAS
 
 
+def _plain(value: object) -> str:
+    """``value`` for a message: arrays as plain lists (no ``array(...)`` repr)."""
+    try:
+        return str(np.asarray(value, dtype=float).round(4).tolist())
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def _as_vec3(value: object, name: str) -> np.ndarray:
     arr = np.asarray(value, dtype=float).reshape(-1)
     if arr.shape != (3,) or not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be 3 finite numbers, got {value!r}")
+        raise InputError(f"{name} must be 3 finite numbers, got {_plain(value)}")
     return arr
 
 
@@ -62,10 +72,13 @@ class Volume:
         origin = _as_vec3(self.origin_lps_mm, "origin_lps_mm")
         spacing = _as_vec3(self.spacing_mm, "spacing_mm")
         if np.any(spacing <= 0):
-            raise ValueError(f"spacing_mm must be positive, got {spacing.tolist()}")
+            raise InputError(f"spacing_mm must be positive, got {spacing.tolist()}")
         direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
         if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-4):
-            raise ValueError("direction must be an orthonormal 3x3 matrix")
+            raise InputError(
+                f"direction must be an orthonormal 3x3 matrix (orthogonal voxel axes), got {_plain(direction)}; "
+                "resample a sheared image onto an orthogonal grid first"
+            )
         object.__setattr__(self, "array", array)
         object.__setattr__(self, "origin_lps_mm", origin)
         object.__setattr__(self, "spacing_mm", spacing)

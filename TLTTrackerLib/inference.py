@@ -114,16 +114,19 @@ class TLTPredictor:
         self.preprocess = preprocess_config
         self.precision = precision
         self.batch_size = max(1, int(batch_size))
+        self.untrained = False  # from_checkpoint: True for a checkpoint with 0 training steps
 
     @classmethod
     def from_checkpoint(
         cls, path: str | os.PathLike[str], device: str = "auto", precision: str = "auto", batch_size: int = 8
     ) -> TLTPredictor:
         """Load a checkpoint written by ``tlt-tracker train`` (raises ModelFileError for a bad file)."""
-        from .checkpoint import load_model
+        from .checkpoint import is_trained, load_model
 
-        model, model_config, preprocess_config, _ = load_model(path)
-        return cls(model, model_config, preprocess_config, device, precision, batch_size)
+        model, model_config, preprocess_config, data = load_model(path)  # warns when untrained
+        predictor = cls(model, model_config, preprocess_config, device, precision, batch_size)
+        predictor.untrained = not is_trained(data)
+        return predictor
 
     def predict(
         self,
@@ -183,12 +186,14 @@ class TLTPredictor:
                     TLTPrediction(
                         id=les.id,
                         center_lps_mm=center,
-                        confidence=float(prob_maps[n].max()),
+                        # an untrained network's probabilities mean nothing: no confidence (NaN -> null)
+                        confidence=float("nan") if self.untrained else float(prob_maps[n].max()),
                         start_lps_mm=start,
                         heatmap=heat,
                         info={
                             "template_tokens": int(counts[n]),
                             "shift_mm": float(np.linalg.norm(center - start)),
+                            **({"flags": ("untrained_model",)} if self.untrained else {}),
                         },
                     )
                 )

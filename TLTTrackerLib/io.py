@@ -31,19 +31,26 @@ def _sitk():  # imported lazily: keeps `import TLTTrackerLib` light
     return sitk
 
 
-def volume_from_sitk(image: "object") -> Volume:
-    """SimpleITK image (3D, scalar) -> Volume; array is a copy in ``(z, y, x)`` order."""
+def volume_from_sitk(image: "object", source: str = "") -> Volume:
+    """SimpleITK image (3D, scalar, orthonormal direction) -> Volume; array is a copy in ``(z, y, x)`` order.
+    ``source`` (a file name) is named in errors."""
     sitk = _sitk()
+    what = f"{source}: " if source else ""
     if image.GetDimension() != 3:
-        raise InputError(f"expected a 3D image, got a {image.GetDimension()}D image; give one 3D CT volume")
+        raise InputError(f"{what}expected a 3D image, got a {image.GetDimension()}D image; give one 3D CT volume")
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError("expected a scalar (grey-level) CT image, got a multi-component (colour/vector) image")
+        raise InputError(f"{what}expected a scalar (grey-level) CT image, got a multi-component image "
+                         f"({image.GetNumberOfComponentsPerPixel()} components per voxel); give a CT volume")
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-4):
+        raise InputError(f"{what}the voxel axes are not orthogonal (sheared direction cosines "
+                         f"{np.round(direction, 4).tolist()}); resample the image onto an orthogonal grid first")
     array = sitk.GetArrayFromImage(image)
     return Volume(
         array=array,
         origin_lps_mm=np.array(image.GetOrigin()),
         spacing_mm=np.array(image.GetSpacing()),
-        direction=np.array(image.GetDirection()).reshape(3, 3),
+        direction=direction,
     )
 
 
@@ -72,16 +79,27 @@ def _dicom_series(folder: Path) -> list[str]:
     return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
 
 
+def _itk_reason(message: str) -> str:
+    """The informative line of an ITK exception text (not its "Reason: No such file" tail), one line."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Reason:", "itk::ERROR", "Description:"))]
+    picked = next((line for line in useful if "data not read" in line or "expected" in line), None)
+    return (picked or (useful or lines or [""])[-1])[:200]
+
+
 def read_volume(path: str | os.PathLike[str]) -> Volume:
     """Read a 3D CT volume from a file (NIfTI, NRRD, MHA, ...) or a DICOM series folder.
 
     Raises:
         InputError: the path is missing, unreadable, not 3D, or a folder with no or several DICOM series.
     """
+    from .validation import check_nifti_complete
+
     sitk = _sitk()
     p = Path(path)
     if not p.exists():
         raise InputError(f"file not found: {p}; check the path")
+    check_nifti_complete(p)  # SimpleITK reads a short NIfTI file as zero-filled slices without a word
     try:
         if p.is_dir():
             files = _dicom_series(p)
@@ -93,11 +111,11 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
     except InputError:
         raise
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        first = _itk_reason(str(exc)) or type(exc).__name__
         raise InputError(f"cannot read image {p}: {first}; is it a NIfTI/NRRD/MHA file or a DICOM folder?") from exc
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:
         image = image[:, :, :, 0]
-    volume = volume_from_sitk(image) if image.GetDimension() == 3 else None
+    volume = volume_from_sitk(image, str(p)) if image.GetDimension() == 3 else None
     if volume is None:
         raise InputError(f"{p} is a {image.GetDimension()}D image (size {image.GetSize()}); give a 3D CT volume")
     logger.debug("read %s: %r", p, volume)

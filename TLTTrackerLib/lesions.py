@@ -47,11 +47,16 @@ class Lesion:
     def __post_init__(self) -> None:
         c = np.asarray(self.center_lps_mm, dtype=float).reshape(-1)
         if c.shape != (3,) or not np.all(np.isfinite(c)):
-            raise InputError(f"lesion {self.id!r}: centre must be 3 finite numbers, got {self.center_lps_mm!r}")
-        if not (np.isfinite(self.radius_mm) and self.radius_mm > 0):
-            raise InputError(f"lesion {self.id!r}: radius_mm must be > 0, got {self.radius_mm!r}")
+            shown = np.asarray(self.center_lps_mm, dtype=float).reshape(-1).tolist() if c.size else "nothing"
+            raise InputError(f"lesion {self.id!r}: centre must be 3 finite numbers, got {shown}")
+        try:
+            radius = float(self.radius_mm)
+        except (TypeError, ValueError):
+            radius = float("nan")
+        if not (np.isfinite(radius) and radius > 0):
+            raise InputError(f"lesion {self.id!r}: radius_mm must be a number > 0, got {self.radius_mm}")
         object.__setattr__(self, "center_lps_mm", c)
-        object.__setattr__(self, "radius_mm", float(self.radius_mm))
+        object.__setattr__(self, "radius_mm", radius)
 
 
 def to_frame(points_lps_mm: np.ndarray, frame: str) -> np.ndarray:
@@ -125,11 +130,21 @@ def _lesions_from_csv(path: Path, frame: str) -> list[Lesion]:
         lesions = []
         for n, row in enumerate(reader, start=1):
             row = {k.strip().lower(): v for k, v in row.items() if k}
-            try:
-                center = from_frame(np.array([float(row[a]) for a in "xyz"]), frame)
-                radius = float(row["radius_mm"]) if row.get("radius_mm") else DEFAULT_RADIUS_MM
-            except (TypeError, ValueError) as exc:
-                raise InputError(f"{path}: row {n} has a missing or non-numeric coordinate or radius") from exc
+            values = {}
+            for column in ("x", "y", "z", "radius_mm"):
+                text = (row.get(column) or "").strip()
+                if column == "radius_mm" and not text:
+                    values[column] = DEFAULT_RADIUS_MM
+                    continue
+                try:
+                    values[column] = float(text)
+                except ValueError:
+                    values[column] = float("nan")
+                if not np.isfinite(values[column]):
+                    raise InputError(f"{path}: row {n}, column {column}: {text!r} is missing or non-numeric; "
+                                     "give a finite number in mm")
+            center = from_frame(np.array([values[a] for a in "xyz"]), frame)
+            radius = values["radius_mm"]
             lesions.append(Lesion(row.get("id") or f"L{n}", center, radius))
     return _check_unique(lesions, str(path))
 
@@ -139,13 +154,20 @@ def read_lesions(path: str | os.PathLike[str], csv_frame: str = "LPS") -> tuple[
     p = Path(path)
     if not p.is_file():
         raise InputError(f"lesion file not found: {p}")
-    if p.suffix.lower() == ".csv":
-        return _lesions_from_csv(p, csv_frame.upper()), csv_frame.upper()
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p} is not valid JSON ({exc}); see README for the LESIONS.json format") from exc
-    return _lesions_from_json(data, str(p))
+        if p.suffix.lower() == ".csv":
+            return _lesions_from_csv(p, csv_frame.upper()), csv_frame.upper()
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{p} is not valid JSON ({exc}); see README for the LESIONS.json format") from exc
+        return _lesions_from_json(data, str(p))
+    except InputError as exc:
+        if str(p) in str(exc):
+            raise
+        raise InputError(f"{p}: {exc}") from exc  # e.g. a Lesion's own check: name the file too
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p} is not UTF-8 text ({exc.reason}); save it as UTF-8 CSV or JSON") from exc
 
 
 def lesions_to_dict(lesions: Iterable[Lesion], frame: str = "LPS") -> dict[str, Any]:

@@ -135,10 +135,12 @@ def tlt_code_summary(errors_mm: np.ndarray, lesion_size: np.ndarray) -> dict[str
     }
 
 
-def paired_t_test(errors_a: np.ndarray, errors_b: np.ndarray) -> dict[str, float]:
+def paired_t_test(errors_a: np.ndarray, errors_b: np.ndarray) -> dict[str, Any]:
     """Paired t-test between two methods' errors ``(N,)`` mm on the same cases (``scipy.stats.ttest_rel``).
 
     Returns ``t``, ``p`` (two-sided), ``mean_difference_mm`` (mean of a − b; negative: a is better) and ``n``.
+    Identical errors give ``t`` 0, ``p`` 1, difference exactly 0 and ``note`` "identical errors" (scipy: NaN);
+    a constant non-zero difference gives ``t`` None, ``p`` 0 and ``note`` "constant difference".
     """
     from scipy.stats import ttest_rel
 
@@ -148,6 +150,11 @@ def paired_t_test(errors_a: np.ndarray, errors_b: np.ndarray) -> dict[str, float
         raise ValueError(
             f"a paired t-test needs two equally long error lists of ≥ 2 cases, got {a.size} and {b.size}"
         )
+    diff = a - b
+    if np.all(diff == diff[0]):  # no spread: scipy gives NaN (identical) or ±inf; say what it means instead
+        same = bool(diff[0] == 0)
+        return {"t": 0.0 if same else None, "p": 1.0 if same else 0.0, "mean_difference_mm": float(diff[0]),
+                "n": int(a.size), "note": "identical errors" if same else "constant difference"}
     res = ttest_rel(a, b)
     return {
         "t": float(res.statistic),

@@ -9,7 +9,9 @@ RESULTS.json::
      "timing_s": {"read": ..., "registration": ..., "tracking": ..., "total": ...},
      "version": "0.1.0"}
 
-Centres are mm in ``coordinate_system`` (the frame the lesions were given in).
+Centres are mm in ``coordinate_system`` (the frame the lesions were given in). ``confidence`` is ``null``
+(CSV: empty, table: ``n/a``) when the method has no confidence measure: ``affine`` (flag
+``no_confidence_measure``) and a model that was never trained (flag ``untrained_model``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,18 @@ CSV_COLUMNS = (
 )
 
 
+def confidence_json(value: float | None) -> float | None:
+    """A confidence for RESULTS.json: rounded to 4 places, or None (``null``) when there is none (NaN)."""
+    if value is None or not np.isfinite(float(value)):
+        return None
+    return round(float(value), 4)
+
+
+def confidence_text(value: float | None, fmt: str = ".2f") -> str:
+    """A confidence for people: formatted, or ``n/a`` when there is none (None or NaN)."""
+    return "n/a" if value is None or not np.isfinite(float(value)) else format(float(value), fmt)
+
+
 def results_to_dict(
     results: Sequence[Any], registration: Any, timing_s: dict[str, float], frame: str = "LPS"
 ) -> dict[str, Any]:
@@ -43,7 +57,7 @@ def results_to_dict(
                 "baseline_center": to_frame(r.baseline_center_lps_mm, frame).round(3).tolist(),
                 "followup_center": to_frame(r.followup_center_lps_mm, frame).round(3).tolist(),
                 "method": r.method,
-                "confidence": round(float(r.confidence), 4),
+                "confidence": confidence_json(r.confidence),
                 "affine_center": to_frame(r.affine_center_lps_mm, frame).round(3).tolist(),
                 "radius_mm": r.radius_mm,
                 "flags": list(r.flags),
@@ -65,7 +79,8 @@ def _csv_text(payload: dict[str, Any]) -> str:
     for les in payload["lesions"]:
         b, f = np.array(les["baseline_center"]), np.array(les["followup_center"])
         writer.writerow(
-            [les["id"], *b.tolist(), *f.tolist(), round(float(np.linalg.norm(f - b)), 3), les["confidence"],
+            [les["id"], *b.tolist(), *f.tolist(), round(float(np.linalg.norm(f - b)), 3),
+             "" if les["confidence"] is None else les["confidence"],
              les["method"], les["radius_mm"], ";".join(les["flags"])]
         )
     return buf.getvalue()
@@ -90,7 +105,7 @@ def format_table(payload: dict[str, Any]) -> str:
         b, f = np.array(les["baseline_center"]), np.array(les["followup_center"])
         centre = "(" + ", ".join(f"{v:7.1f}" for v in f) + ")"
         lines.append(
-            f"{les['id']:<10} {centre:<32} {np.linalg.norm(f - b):8.1f} {les['confidence']:5.2f}  "
+            f"{les['id']:<10} {centre:<32} {np.linalg.norm(f - b):8.1f} {confidence_text(les['confidence']):>5}  "
             f"{les['method']:<7} {','.join(les['flags'])}"
         )
     t = payload.get("timing_s", {})
@@ -114,7 +129,7 @@ def results_from_dict(payload: dict[str, Any]) -> list[Any]:
                 followup_center_lps_mm=from_frame(np.array(les["followup_center"]), frame),
                 radius_mm=float(les.get("radius_mm", 10.0)),
                 method=les["method"],
-                confidence=float(les["confidence"]),
+                confidence=float("nan") if les["confidence"] is None else float(les["confidence"]),
                 affine_center_lps_mm=from_frame(np.array(les.get("affine_center", les["followup_center"])), frame),
                 flags=tuple(les.get("flags", ())),
             )

@@ -51,7 +51,8 @@ class TrackedLesion:
         followup_center_lps_mm: ``(3,)`` the tracked centre on the follow-up.
         radius_mm: the input radius.
         method: the method that produced ``followup_center_lps_mm``.
-        confidence: in [0, 1]; low means "check this one".
+        confidence: in [0, 1]; low means "check this one"; NaN when the method has no confidence measure
+            ("affine": flag ``"no_confidence_measure"``; an untrained model: flag ``"untrained_model"``).
         affine_center_lps_mm: ``(3,)`` the registration-only estimate.
         flags: warnings such as ``"outside_followup"`` or ``"backtrack_mismatch"``.
         heatmap: optional follow-up likelihood as a Volume (follow-up geometry), when requested.
@@ -105,13 +106,22 @@ class LesionTracker:
         registration: RegistrationResult | None = None,
         progress: ProgressFn | None = None,
     ) -> RegistrationResult:
-        """Register the pair (or reuse ``registration``) and cache it for :meth:`track`."""
-        self.baseline, self.followup = baseline, followup
+        """Register the pair (or reuse ``registration``, which must be of this pair) and cache it for
+        :meth:`track`. InputError for anything but two finite Volumes or a registration of another pair."""
+        from .validation import as_volume, check_registration_pair, pair_fingerprint
+
+        baseline, followup = as_volume(baseline, "baseline"), as_volume(followup, "follow-up")
         t0 = time.perf_counter()
         if registration is None:
             if progress:
                 progress(0.0, "registering baseline to follow-up")
             registration = register_affine(baseline, followup)
+            registration.info["pair"] = pair_fingerprint(baseline, followup)
+        elif not isinstance(registration, RegistrationResult):
+            raise InputError(f"registration must be a RegistrationResult, got {type(registration).__name__}")
+        else:
+            check_registration_pair(registration.info, baseline, followup, registration.info.get("loaded_from", ""))
+        self.baseline, self.followup = baseline, followup
         self.registration = registration
         self.timing_s["registration"] = time.perf_counter() - t0
         logger.info("registration: metric %.4f in %.2f s", registration.metric_value, registration.seconds)
@@ -138,6 +148,9 @@ class LesionTracker:
         """
         if self.registration is None or self.baseline is None or self.followup is None:
             raise InputError("no scan pair set: call set_pair(baseline, followup) before track()")
+        from .validation import as_lesions
+
+        lesions = as_lesions(lesions)  # a generator would otherwise be used up by check_inside
         check_inside(self.baseline, lesions)
         method = self.resolved_method()
         t0 = time.perf_counter()
@@ -153,6 +166,11 @@ class LesionTracker:
                     progress((n + 1) / len(lesions), f"tracked {les.id}")
         self.timing_s["tracking"] = time.perf_counter() - t0
         return results
+
+    def check_model(self) -> None:
+        """Load the model now when the method needs one (ModelFileError before any registration work)."""
+        if self.resolved_method() in LEARNED_METHODS:
+            self._predictor(self.device)
 
     def _predictor(self, device: str) -> Any:
         """The TLT network of ``self.model`` (path, registry name, or the bundled model), loaded once."""
@@ -184,9 +202,10 @@ class LesionTracker:
         for les, pred in zip(lesions, predictions):
             affine_c = forward.apply(les.center_lps_mm)
             inside = self.followup.contains_lps(pred.center_lps_mm)
+            flags = tuple(pred.info.get("flags", ())) + (() if inside else ("outside_followup",))
             out.append(TrackedLesion(les.id, les.center_lps_mm, np.asarray(pred.center_lps_mm, float), les.radius_mm,
                                      "tlt", float(pred.confidence) if inside else 0.0, affine_c,
-                                     () if inside else ("outside_followup",), pred.heatmap, dict(pred.info)))
+                                     flags, pred.heatmap, dict(pred.info)))
         return out
 
     def _track_one(self, les: Lesion, method: str, with_heatmap: bool, backtrack: bool) -> TrackedLesion:
@@ -196,8 +215,9 @@ class LesionTracker:
         flags: list[str] = []
         heatmap = None
         extra: dict[str, Any] = {}
-        if method == "affine":
-            center, confidence = affine_c, 0.5
+        if method == "affine":  # registration only: no confidence measure (NaN -> null / "n/a")
+            center, confidence = affine_c, float("nan")
+            flags.append("no_confidence_measure")
         else:
             res = refine_center(self.baseline, self.followup, les.center_lps_mm, les.radius_mm, forward,
                                 keep_maps=with_heatmap)

@@ -90,7 +90,7 @@ def test_predictor_from_checkpoint_on_a_phantom_pair(tmp_path):
     from TLTTrackerLib.transforms import AffineTransform
 
     torch.manual_seed(0)
-    path = save_checkpoint(tmp_path / "m.pt", build_tracker(TINY), TINY, PRE)
+    path = save_checkpoint(tmp_path / "m.pt", build_tracker(TINY), TINY, PRE, step=5)  # "trained" 5 steps
     vol, lesions = make_phantom(3, shape_kji=(36, 56, 56), spacing_mm=(2.0, 2.0, 2.5), n_lesions=3)
     shift = AffineTransform(np.eye(3), np.array([3.0, -2.0, 1.0]))
     one = TLTPredictor.from_checkpoint(path, device="cpu", batch_size=1).predict(
@@ -142,3 +142,35 @@ def test_inference_needs_no_training_code(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "1"
+
+
+def test_untrained_checkpoint_warns_and_reports_no_confidence(tmp_path, caplog):
+    """step 0 = never trained: a loud warning, NaN confidences and the flag untrained_model (not 0.7 as if real)."""
+    import numpy as np
+
+    from TLTTrackerLib.checkpoint import is_trained, load_checkpoint
+    from TLTTrackerLib.inference import TLTPredictor
+    from TLTTrackerLib.phantom import make_phantom
+    from TLTTrackerLib.transforms import AffineTransform
+
+    path = save_checkpoint(tmp_path / "u.pt", build_tracker(TINY), TINY, PRE)
+    assert not is_trained(load_checkpoint(path))
+    assert is_trained(load_checkpoint(save_checkpoint(tmp_path / "t.pt", build_tracker(TINY), TINY, PRE, step=3)))
+    with caplog.at_level("WARNING"):
+        predictor = TLTPredictor.from_checkpoint(path, device="cpu")
+    assert any("NOT TRAINED" in r.getMessage() for r in caplog.records)
+    vol, lesions = make_phantom(3, shape_kji=(36, 56, 56), spacing_mm=(2.0, 2.0, 2.5), n_lesions=2)
+    preds = predictor.predict(vol, vol, lesions, AffineTransform(np.eye(3), np.zeros(3)))
+    assert all(np.isnan(p.confidence) and p.info["flags"] == ("untrained_model",) for p in preds)
+
+
+def test_pickled_object_error_never_suggests_weights_only_false(tmp_path):
+    """torch's hint (retry with weights_only=False) would run a malicious pickle: we say what is wrong instead."""
+    import collections
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "tlttracker-checkpoint", "x": collections.OrderedDict(a=Exception("boom"))}, path)
+    with pytest.raises(ModelFileError) as info:
+        load_checkpoint(path)
+    text = str(info.value)
+    assert "weights_only" not in text and "pickled Python objects" in text and str(path) in text

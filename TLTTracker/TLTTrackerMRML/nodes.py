@@ -18,6 +18,7 @@ import vtk
 from TLTTrackerLib.errors import InputError
 from TLTTrackerLib.geometry import Volume, lps_to_ras, ras_to_lps
 from TLTTrackerLib.lesions import DEFAULT_RADIUS_MM, Lesion
+from TLTTrackerLib.results import confidence_text
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 RADIUS_PREFIX = "radius_mm="
@@ -147,8 +148,8 @@ def markups_from_results(results: Sequence, scene, name: str = "Follow-up lesion
         ras = lps_to_ras(r.followup_center_lps_mm)
         n = node.AddControlPointWorld(vtk.vtkVector3d(*ras), r.id)
         flags = f", flags {'/'.join(r.flags)}" if r.flags else ""
-        node.SetNthControlPointDescription(n, f"confidence {r.confidence:.2f}, {r.method}{flags}")
-    node.SetAttribute("TLTTracker.confidences", ",".join(f"{r.confidence:.4f}" for r in results))
+        node.SetNthControlPointDescription(n, f"confidence {confidence_text(r.confidence)}, {r.method}{flags}")
+    node.SetAttribute("TLTTracker.confidences", ",".join(confidence_text(r.confidence, ".4f") for r in results))
     return node
 
 
@@ -159,7 +160,8 @@ TABLE_COLUMNS = (
 
 
 def results_table_rows(results: Sequence) -> list[list]:
-    """Rows of the results table (RAS mm, as shown in Slicer)."""
+    """Rows of the results table (RAS mm, as shown in Slicer); confidence NaN (shown "nan") when the method
+    has none (flag no_confidence_measure / untrained_model in the Flags column)."""
     rows = []
     for r in results:
         b, f = lps_to_ras(r.baseline_center_lps_mm), lps_to_ras(r.followup_center_lps_mm)

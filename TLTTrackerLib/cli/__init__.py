@@ -5,13 +5,15 @@ Each subcommand is one module in this package defining ``NAME`` (the subcommand)
 adding a file. Only this package configures logging and prints; the library logs through ``logging``.
 
 Exit codes: 0 success, 2 bad input or environment (:class:`~TLTTrackerLib.errors.TLTError`, printed as one
-``error: ...`` line), 130 interrupted.
+``error: ...`` line), 130 interrupted, 141 (128 + SIGPIPE) when stdout was closed early (``| head``): no
+traceback, nothing more is printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import pkgutil
 import sys
 from importlib import import_module
@@ -37,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for mod in _commands():
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip())
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # examples stay verbatim
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
@@ -66,13 +69,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     _configure_logging(args.verbose, args.quiet)
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
     except TLTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
+
+
+def _silence_stdout() -> None:
+    """The reader of stdout went away: point stdout at /dev/null so that the interpreter's final flush
+    does not raise a second BrokenPipeError at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout replaced by an object without a descriptor
+        pass
 
 
 if __name__ == "__main__":  # python -m TLTTrackerLib.cli

@@ -128,8 +128,10 @@ def _print_table(summaries: list[dict[str, Any]]) -> None:
               f"{100 * t['cpm_10mm']:>9.2f} {100 * t['cpm_radius']:>11.2f}")
     if "paired_t_test" in first:
         p = first["paired_t_test"]
+        t = "n/a" if p["t"] is None else f"{p['t']:.3f}"
+        note = f" ({p['note']})" if p.get("note") else ""
         print(f"Paired t-test (scipy.stats.ttest_rel) on {p['n']} pairs: mean error difference "
-              f"(first − second) {p['mean_difference_mm']:+.2f} mm, t = {p['t']:.3f}, p = {p['p']:.3g}")
+              f"(first − second) {p['mean_difference_mm']:+.2f} mm, t = {t}, p = {p['p']:.3g}{note}")
 
 
 def run(args: argparse.Namespace) -> int:

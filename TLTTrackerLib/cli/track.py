@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -58,13 +59,16 @@ def _gather_lesions(args: argparse.Namespace) -> tuple[list, str]:
     return lesions, frame
 
 
-def _progress_printer(as_json: bool):
+def _progress_printer(as_json: bool, quiet: bool = False):
+    """(report, close): JSON lines on stdout, a bar on stderr when it is a terminal, else nothing (-q)."""
     if as_json:
 
         def report(fraction: float, message: str) -> None:
             print(json.dumps({"progress": round(float(fraction), 4), "message": message}), flush=True)
 
         return report, lambda: None
+    if quiet or not sys.stderr.isatty():
+        return (lambda fraction, message: None), lambda: None
     from tqdm import tqdm
 
     bar = tqdm(total=100, desc="tracking", unit="%", file=sys.stderr, leave=False)
@@ -75,6 +79,31 @@ def _progress_printer(as_json: bool):
         bar.refresh()
 
     return report, bar.close
+
+
+def heatmap_path(folder: str | Path, lesion_id: str) -> Path:
+    """Where ``--heatmap-out FOLDER`` puts the heatmap of one lesion."""
+    return Path(folder) / f"{lesion_id}_heatmap.nii.gz"
+
+
+def _check_paths(args: argparse.Namespace, lesions: list) -> None:
+    """Refuse, before any work, an output that is an input, a duplicate, of the wrong kind or unwritable."""
+    from ._outputs import Target, check_outputs
+
+    if Path(args.out).suffix.lower() not in (".json", ".csv") and not args.out.endswith(("/", os.sep)):
+        raise InputError(f"--out {args.out}: unknown file type {Path(args.out).suffix or '(none)'}; "
+                         "name it .json or .csv")
+    model = args.model if args.model and Path(args.model).exists() else None
+    reads = {"the baseline": args.baseline, "the follow-up": args.followup, "the lesion file": args.lesions,
+             "the --registration-in file": args.registration_in, "the model file": model}
+    targets = [Target("--out", args.out)]
+    if args.registration_out:
+        targets.append(Target("--registration-out", args.registration_out))
+    if args.heatmap_out:
+        targets.append(Target("--heatmap-out", args.heatmap_out, "folder"))
+        targets += [Target(f"--heatmap-out (lesion {les.id})", heatmap_path(args.heatmap_out, les.id))
+                    for les in lesions]
+    check_outputs(reads, targets)
 
 
 def track_to_file(
@@ -88,21 +117,29 @@ def track_to_file(
     registration_out: Path | None = None,
     report: Callable[[float, str], None] | None = None,
     with_heatmap: bool = False,
+    heatmap_dir: Path | None = None,
 ) -> tuple[dict, list]:
     """Read both scans, register (or reuse ``registration``), track ``lesions`` (LPS) with ``tracker`` and
     write the results to ``out`` in ``frame`` (atomically, last); the registration to ``registration_out``
-    (JSON) first when given. Shared by ``track`` and ``track-batch``. Returns (payload, TrackedLesion list)."""
-    from ..io import atomic_write, read_volume
+    (JSON) first when given, then the heatmaps into ``heatmap_dir`` (:func:`heatmap_path`). Shared by
+    ``track`` and ``track-batch``; the caller has checked every path (``_outputs.check_outputs``).
+    Returns (payload, TrackedLesion list)."""
+    from ..io import atomic_write, read_volume, write_volume
     from ..results import results_to_dict, write_results
     from ..tracker import check_inside
+    from ..validation import check_finite, check_registration_pair
 
     report = report or (lambda fraction, message: None)
     t0 = time.perf_counter()
     report(0.0, "reading volumes")
     baseline = read_volume(baseline_path)
     followup = read_volume(followup_path)
+    check_finite(baseline, f"baseline ({baseline_path})")
+    check_finite(followup, f"follow-up ({followup_path})")
     read_s = time.perf_counter() - t0
     check_inside(baseline, lesions)  # before spending seconds on registration
+    if registration is not None:
+        check_registration_pair(registration.info, baseline, followup, registration.info.get("loaded_from", ""))
     tracker.timing_s.clear()
     report(0.05, "registering")
     registration = tracker.set_pair(
@@ -112,8 +149,12 @@ def track_to_file(
         text = json.dumps(registration.to_dict(), indent=2)
         atomic_write(Path(registration_out), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     results = tracker.track(
-        lesions, progress=lambda f, m: report(0.5 + 0.5 * f, m), with_heatmap=with_heatmap
+        lesions, progress=lambda f, m: report(0.5 + 0.5 * f, m), with_heatmap=with_heatmap or bool(heatmap_dir)
     )
+    if heatmap_dir:
+        for r in results:
+            if r.heatmap is not None:
+                write_volume(r.heatmap, heatmap_path(heatmap_dir, r.id))
     timing = {"read": read_s, **tracker.timing_s, "total": time.perf_counter() - t0}
     payload = results_to_dict(results, registration, timing, frame)
     payload["inputs"] = {"baseline": str(baseline_path), "followup": str(followup_path)}
@@ -121,34 +162,42 @@ def track_to_file(
     return payload, results
 
 
-def run(args: argparse.Namespace) -> int:
+def _read_registration(path: str) -> "Any":
+    """A registration saved by --registration-out; InputError naming the file when it is not one."""
     from ..registration import RegistrationResult
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"--registration-in {p}: file not found; check the path")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        registration = RegistrationResult.from_dict(data)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"cannot reuse registration {p}: {' '.join(str(exc).split())}") from exc
+    registration.info["loaded_from"] = str(p)
+    return registration
+
+
+def run(args: argparse.Namespace) -> int:
     from ..tracker import LesionTracker
 
     out = Path(args.out)
-    for src in (args.baseline, args.followup, args.lesions):
-        if src and Path(src).resolve() == out.resolve():
-            raise InputError(f"--out {out} would overwrite an input; choose another file name")
     lesions, frame = _gather_lesions(args)
-    report, close = _progress_printer(args.progress_json)
+    _check_paths(args, lesions)
+    tracker = LesionTracker(method=args.method, model=args.model, device=args.device)
+    tracker.check_model()  # a missing or bad model fails here, not after the registration
+    registration = None
+    if args.registration_in:
+        registration = _read_registration(args.registration_in)
+    report, close = _progress_printer(args.progress_json, getattr(args, "quiet", False))
     try:
-        tracker = LesionTracker(method=args.method, model=args.model, device=args.device)
-        registration = None
-        if args.registration_in:
-            try:
-                registration = RegistrationResult.from_dict(json.loads(Path(args.registration_in).read_text(encoding="utf-8")))
-            except (OSError, ValueError, KeyError) as exc:
-                raise InputError(f"cannot reuse registration {args.registration_in}: {exc}") from exc
         payload, results = track_to_file(
             tracker, args.baseline, args.followup, lesions, frame, out, registration=registration,
-            registration_out=args.registration_out, report=report, with_heatmap=bool(args.heatmap_out),
+            registration_out=args.registration_out, report=report,
+            heatmap_dir=Path(args.heatmap_out) if args.heatmap_out else None,
         )
-        if args.heatmap_out:
-            from ..io import write_volume
-
-            for r in results:
-                if r.heatmap is not None:
-                    write_volume(r.heatmap, Path(args.heatmap_out) / f"{r.id}_heatmap.nii.gz")
         report(1.0, "done")
     finally:
         close()

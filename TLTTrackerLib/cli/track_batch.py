@@ -91,11 +91,47 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
+def _is_done(folder: Path, pair_id: str, warn: bool = False) -> bool:
+    """Whether ``folder`` holds a complete results.json (a damaged one, e.g. cut short by a full disk,
+    does not count: it is reported by name when ``warn`` and the pair is tracked again)."""
+    from ..batch import read_results_file
+    from ..errors import InputError as _InputError
+
+    path = folder / RESULTS_NAME
+    if not path.is_file():
+        return False
+    try:
+        read_results_file(path)
+    except _InputError as exc:
+        if warn:
+            logger.warning("%s: %s; tracking the pair again", pair_id, exc)
+        return False
+    return True
+
+
+def _check_paths(pairs: list, out: Path, pairs_csv: str) -> None:
+    """Refuse, before any work, outputs that would overwrite an input or cannot be written."""
+    from ._outputs import Target, check_outputs
+
+    reads: dict[str, Any] = {"the pairs file": pairs_csv}
+    for p in pairs:
+        reads.update({f"the baseline of {p.pair_id}": p.baseline, f"the follow-up of {p.pair_id}": p.followup,
+                      f"the lesion file of {p.pair_id}": p.lesions})
+    from ..batch import SUMMARY_NAME
+
+    targets = [Target("--out", out, "folder"), Target("--out", out / SUMMARY_NAME)]
+    for p in pairs:
+        targets += [Target(f"--out (pair {p.pair_id})", out / p.pair_id, "folder")]
+        targets += [Target(f"--out (pair {p.pair_id})", out / p.pair_id / name)
+                    for name in (RESULTS_NAME, REGISTRATION_NAME, ERROR_NAME)]
+    check_outputs(reads, targets)
+
+
 def _process(pair: Any, folder: Path, tracker: Any, overwrite: bool) -> str:
     """Track one pair unless done; a failure writes ``folder/error.txt``. Returns "done", "skipped" or "failed"."""
     from ..errors import TLTError
 
-    if (folder / RESULTS_NAME).is_file() and not overwrite:
+    if _is_done(folder, pair.pair_id, warn=True) and not overwrite:
         logger.debug("%s: %s exists, skipped", pair.pair_id, RESULTS_NAME)
         return "skipped"
     try:
@@ -125,20 +161,23 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
+    _check_paths(pairs, out, args.pairs)
     rank, world, local_rank = dist_env()
     mine = shard(pairs, rank, world)
     method = LesionTracker(method=args.method).resolved_method()
     tracker = LesionTracker(method=args.method, model=args.model,
                             device=_device_for_rank(method, args.device, local_rank))
+    tracker.check_model()  # a missing or bad model fails once, here, not once per pair
     where = f"rank {rank}/{world}: " if world > 1 else ""
     logger.info("%s%d of %d pairs, method %s, device %s", where, len(mine), len(pairs), method, tracker.device)
 
     counts = Counter({"done": 0, "skipped": 0, "failed": 0})
     with logging_redirect_tqdm():  # log lines above the bar, not through it
-        for pair in tqdm(mine, desc=f"rank {rank}" if world > 1 else "pairs", unit="pair", file=sys.stderr):
+        for pair in tqdm(mine, desc=f"rank {rank}" if world > 1 else "pairs", unit="pair", file=sys.stderr,
+                         disable=getattr(args, "quiet", False) or not sys.stderr.isatty()):
             counts[_process(pair, out / pair.pair_id, tracker, args.overwrite)] += 1
 
-    pending = [p.pair_id for p in pairs if not (out / p.pair_id / RESULTS_NAME).is_file()]
+    pending = [p.pair_id for p in pairs if not _is_done(out / p.pair_id, p.pair_id)]
     if pending:
         logger.info("%s not written: %d of %d pairs have no results.json yet (failed, or on another rank)",
                     SUMMARY_NAME, len(pending), len(pairs))
