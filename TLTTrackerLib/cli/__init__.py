@@ -66,9 +66,9 @@ def _join_negative_values(argv: list[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
-    _configure_logging(args.verbose, args.quiet)
     try:
+        args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
+        _configure_logging(args.verbose, args.quiet)
         code = int(args._run(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below
         return code
