@@ -125,3 +125,42 @@ def test_dltmix_against_test_json_and_paired_test(capsys):
     assert round(s["cpm_10mm"], 4) == 0.7885 and round(s["med_mm"], 2) == 6.98  # test.json's 0.1 px rounding
     t = s["paired_t_test"]
     assert t["n"] == 960 and t["mean_difference_mm"] < -4 and t["p"] < 1e-20  # DLT-Mix beats its affine start
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"target spacing": [0.0, 0.5, 2.0]}, "'target spacing' must be > 0"),
+    ({"target spacing": [-0.5, 0.5, 2.0]}, "'target spacing' must be > 0"),
+    ({"target recist diameter": [-20, 10]}, "'target recist diameter' must be ≥ 0"),
+    ({"target recist diameter": [0, 0]}, "positive long diameter"),
+])
+def test_impossible_geometry_is_refused_not_scored(tmp_path, capsys, change, problem):
+    """Zero/negative spacing or diameters used to score 100 %; now one error line naming the record."""
+    bad = {k: dict(v) for k, v in CASES.items()}
+    bad["0002"].update(change)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    assert main(["evaluate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "0002" in err and problem in err
+
+
+def test_malformed_records_are_refused_not_dropped(tmp_path, capsys):
+    bad = dict(CASES, **{"0005": [1, 2, 3]})
+    (tmp_path / "a.json").write_text(json.dumps(bad))
+    assert main(["evaluate", str(tmp_path / "a.json")]) == 2
+    assert "record '0005' is not an object" in capsys.readouterr().err
+    half = {k: dict(v) for k, v in CASES.items()}
+    del half["0003"]["target spacing"]  # some ground-truth fields but not all
+    (tmp_path / "b.json").write_text(json.dumps(half))
+    assert main(["evaluate", str(tmp_path / "b.json"), "--ground-truth", str(tmp_path / "b.json")]) == 2
+    assert "0003" in capsys.readouterr().err
+
+
+def test_compare_of_identical_files_is_exactly_no_difference(cases_file, tmp_path, capsys):
+    twin = tmp_path / "twin.json"
+    twin.write_bytes(cases_file.read_bytes())
+    s = _json(capsys, ["evaluate", str(cases_file), "--compare", str(twin)])
+    p = s["paired_t_test"]
+    assert p["mean_difference_mm"] == 0.0 and p["t"] == 0.0 and p["p"] == 1.0 and p["note"] == "identical errors"
+    assert main(["evaluate", str(cases_file), "--compare", str(twin)]) == 0
+    assert "+0.00 mm, t = 0.000, p = 1 (identical errors)" in capsys.readouterr().out
