@@ -87,10 +87,14 @@ def _csv_text(payload: dict[str, Any]) -> str:
 
 
 def write_results(payload: dict[str, Any], path: str | Path) -> Path:
-    """Write RESULTS as JSON, or as CSV when ``path`` ends in .csv (frame noted in the header comment-free)."""
+    """Write RESULTS as JSON (``.json``) or CSV (``.csv``); InputError for any other suffix."""
     from .io import atomic_write
 
+    from .errors import InputError
+
     p = Path(path)
+    if p.suffix.lower() not in (".json", ".csv"):
+        raise InputError(f"results file {p}: unknown file type {p.suffix or '(none)'}; name it .json or .csv")
     text = _csv_text(payload) if p.suffix.lower() == ".csv" else json.dumps(payload, indent=2)
     atomic_write(p, lambda tmp: tmp.write_text(text))
     return p

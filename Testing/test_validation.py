@@ -104,3 +104,13 @@ def test_registration_must_be_a_registration_result():
 
 def test_as_lesions_keeps_a_list():
     assert as_lesions(tuple(LESIONS)) == LESIONS
+
+
+def test_write_results_refuses_unknown_suffixes(tmp_path, tracker):
+    from TLTTrackerLib.results import results_to_dict, write_results
+
+    payload = results_to_dict(tracker.track(LESIONS), tracker.registration, {})
+    with pytest.raises(InputError, match="unknown file type .txt"):
+        write_results(payload, tmp_path / "r.txt")
+    assert not list(tmp_path.iterdir())
+    assert write_results(payload, tmp_path / "r.CSV").read_text().startswith("id,")
