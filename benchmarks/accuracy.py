@@ -1,15 +1,20 @@
-"""Tracking accuracy on real CT with known synthetic motion (issue: LesionTracker accuracy).
+"""Tracking accuracy on real CT with known synthetic motion: the scenario suite (issue 11).
 
-Pairs: ``../shared/data/ct/lidc_0001.nii.gz`` (full resolution) with its LIDC nodules as lesions, each pair made
-by ``TLTTrackerLib.synthetic.make_pair`` (affine, organ-scale non-rigid motion, lesion growth/shrinkage, another
-slice thickness and field of view, noise), seeds 0..N-1. Real images, synthetic motion. Optionally
-``--other-cts`` adds pairs from the other CTs in ``../shared/data/ct`` with blob-like points from
-``sample_training_points`` as lesions (no annotations there; reported separately).
+Each scenario of ``TLTTrackerLib.scenarios`` (``standard``, ``large-motion``, ``extreme``, ``abdomen``,
+``thick-slice``, ``fov-edge``) is a seeded setting of ``TLTTrackerLib.synthetic.make_pair`` on the real CTs of
+``../shared/data/ct``: real images, synthetic motion, exact truth. Methods: the tracker's (``affine``,
+``refine``, ``auto``, ...) on every pair, and optionally the peers of ``benchmarks/peers.py`` (elastix affine,
+elastix affine + B-spline, ANTs SyN; benchmark-only extras: ``pip install -e .[bench]``) on the first pair of
+the first ``--peer-pairs`` cases of each scenario (they take 25–100 s a pair); the table then repeats every
+method on exactly those pairs ("peer pairs") for a like-for-like comparison.
 
 Scored as DLT scores: error = distance to the exact follow-up centre (mm), CPM@10mm counts error ≤ min(r, 10),
-CPM@Radius counts error < r, with r the follow-up lesion radius; MED = mean ± std.
+CPM@Radius counts error < r (r = follow-up radius), MED = mean ± std. Columns: ``benchmarks/_scenario_tables.py``.
+Seeds: ``--seeds report`` (100–109, default) or ``tuning`` (0–9) or a list/range (``0-4``, ``3,7``).
 
-    python benchmarks/accuracy.py [--pairs 20] [--methods affine,refine,auto] [--png docs/accuracy.png] [--json F]
+    python benchmarks/accuracy.py --all --methods affine,auto [--seeds report] [--peers elastix,ants]
+        [--png docs/images/scenarios.png] [--json rows.json] [--markdown table.md] [--cycle]
+    python benchmarks/accuracy.py --scenario standard --scenario fov-edge --seeds 0-3
 """
 
 from __future__ import annotations
@@ -26,144 +31,183 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 SHARED = Path(os.environ.get("TLT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
-from TLTTrackerLib.io import read_volume  # noqa: E402
-from TLTTrackerLib.lesions import Lesion  # noqa: E402
-from TLTTrackerLib.metrics import summarise  # noqa: E402
-from TLTTrackerLib.synthetic import make_pair  # noqa: E402
+import _scenario_tables as tables  # noqa: E402
+from _calibrate_motion import parse_seeds  # noqa: E402
+
+from TLTTrackerLib import scenarios  # noqa: E402
 from TLTTrackerLib.tracker import LesionTracker  # noqa: E402
 
-
-def lidc_case():
-    volume = read_volume(SHARED / "ct" / "lidc_0001.nii.gz")
-    nodules = json.loads((SHARED / "ct" / "lidc_0001_nodules.json").read_text(encoding="utf-8"))["nodules"]
-    lesions = [Lesion(f"N{n + 1}", np.array(d["centre_mm"]), max(float(d["equiv_radius_mm"]), 1.5))
-               for n, d in enumerate(nodules)]
-    return "lidc_0001", volume, lesions
+PEER_GROUPS = {"elastix": ("elastix-affine", "elastix-bspline"), "ants": ("ants-syn",)}
 
 
-def other_cases(n_points: int, seed: int):
-    from TLTTrackerLib.sampling import sample_training_points
-
-    for name in ("popi_ct00_2mm", "totalseg_example_ct_3mm"):
-        path = SHARED / "ct" / f"{name}.nii.gz"
-        if not path.exists():
-            continue
-        volume = read_volume(path)
-        points = sample_training_points(volume, n_points, np.random.default_rng(seed), kind="blob")
-        yield name, volume, [Lesion(f"P{i + 1}", p, 5.0) for i, p in enumerate(points)]
+def scenarios_peers() -> set[str]:
+    return {n for group in PEER_GROUPS.values() for n in group}
 
 
-def run_case(name, volume, lesions, seeds, methods, rows):
-    for seed in seeds:
-        pair = make_pair(volume, lesions, np.random.default_rng(seed))
-        truth = {les.id: les for les in pair.followup_lesions}
-        tracker = LesionTracker(method="affine")
-        t0 = time.perf_counter()
-        tracker.set_pair(pair.baseline, pair.followup)
-        reg_s = time.perf_counter() - t0
-        for method in methods:
-            tracker.method = method
+def seeds_from(text: str) -> list[int]:
+    named = {"report": scenarios.REPORT_SEEDS, "tuning": scenarios.TUNING_SEEDS}
+    return list(named[text]) if text in named else parse_seeds(text)
+
+
+def peer_names(text: str) -> list[str]:
+    out: list[str] = []
+    for name in filter(None, text.split(",")):
+        out.extend(PEER_GROUPS.get(name, (name,)))
+    return out
+
+
+def run_pair(sc: str, case: str, pair, methods: list[str], peers: list[str], peer_pair: bool, rows: list) -> None:
+    truth = {les.id: les for les in pair.followup_lesions}
+    outside = set(pair.outside_followup_ids())
+    seed = pair.info["seed"]
+    tracker = LesionTracker(method="affine")
+    t0 = time.perf_counter()
+    tracker.set_pair(pair.baseline, pair.followup)
+    reg_s = time.perf_counter() - t0
+    start = {les.id: tracker.registration.baseline_to_followup.apply(les.center_lps_mm) for les in pair.baseline_lesions}
+
+    def add(method, les_id, point, confidence, flags, seconds, extra=None):
+        t = truth[les_id]
+        err = np.asarray(point, float) - t.center_lps_mm
+        rows.append({"scenario": sc, "case": case, "seed": seed, "method": method, "id": les_id,
+                     "radius_mm": t.radius_mm, "error_mm": float(np.linalg.norm(err)), "error_xyz_mm": err.tolist(),
+                     "start_error_mm": float(np.linalg.norm(start[les_id] - t.center_lps_mm)),
+                     "confidence": float(confidence), "flags": list(flags), "outside_truth": les_id in outside,
+                     "seconds_pair": seconds, "peer_pair": peer_pair, "extra": extra or {}})
+
+    for method in methods:
+        tracker.method = method
+        t1 = time.perf_counter()
+        results = tracker.track(pair.baseline_lesions)
+        seconds = reg_s + time.perf_counter() - t1
+        for r in results:
+            add(method, r.id, r.followup_center_lps_mm, r.confidence, r.flags, seconds,
+                {k: v for k, v in r.extra.items() if isinstance(v, (int, float, list))})
+    if peer_pair:
+        import peers as peer_mod
+
+        centres = np.array([les.center_lps_mm for les in pair.baseline_lesions])
+        for name in peers:
             t1 = time.perf_counter()
-            results = tracker.track(pair.baseline_lesions)
-            seconds = reg_s + time.perf_counter() - t1
-            for r in results:
-                err = r.followup_center_lps_mm - truth[r.id].center_lps_mm
-                rows.append({"case": name, "seed": seed, "method": method, "id": r.id,
-                             "radius_mm": truth[r.id].radius_mm, "error_mm": float(np.linalg.norm(err)),
-                             "error_xyz_mm": err.tolist(), "confidence": r.confidence, "flags": list(r.flags),
-                             "extra": {k: v for k, v in r.extra.items() if isinstance(v, (int, float, list))},
-                             "seconds_pair": seconds})
-        print(f"  {name} seed {seed}: " + "  ".join(
-            f"{m} {np.mean([x['error_mm'] for x in rows if x['seed'] == seed and x['method'] == m and x['case'] == name]):.2f}"
-            for m in methods) + " mm (mean)", flush=True)
+            mapped = peer_mod.PEERS[name](pair.baseline, pair.followup, centres)
+            seconds = time.perf_counter() - t1
+            for les, p in zip(pair.baseline_lesions, mapped):
+                flags = () if pair.followup.contains_lps(p) else ("outside_followup",)
+                add(name, les.id, p, float("nan"), flags, seconds)
+    sel = [x for x in rows if x["scenario"] == sc and x["case"] == case and x["seed"] == seed]
+    print(f"  {sc} {case} seed {seed}: " + "  ".join(
+        f"{m} {np.median([x['error_mm'] for x in sel if x['method'] == m and not x['outside_truth']] or [np.nan]):.2f}"
+        for m in [*methods, *(peers if peer_pair else [])]) + " mm (median)", flush=True)
 
 
-def table(rows, methods, case_filter):
-    lines = [f"{'method':<8} {'n':>4} {'CPM@10mm':>9} {'CPM@Radius':>11} {'MED mm':>14} {'median mm':>10} {'s/pair':>7}"]
-    for m in methods:
-        sel = [r for r in rows if r["method"] == m and case_filter(r["case"])]
-        if not sel:
-            continue
-        s = summarise(np.array([r["error_mm"] for r in sel]), np.array([r["radius_mm"] for r in sel]))
-        sec = np.mean(list({(r["case"], r["seed"]): r["seconds_pair"] for r in sel}.values()))
-        lines.append(f"{m:<8} {s['n']:>4} {s['cpm_10mm']:>9.3f} {s['cpm_radius']:>11.3f} "
-                     f"{s['med_mm']:>6.2f} ± {s['med_std_mm']:<5.2f} {s['median_mm']:>10.2f} {sec:>7.2f}")
-    return "\n".join(lines)
+def peer_case(args, case: str) -> bool:
+    """Whether the peers may run on ``case`` (``--peer-cases``, default every case)."""
+    return not args.peer_cases or case in args.peer_cases.split(",")
 
 
-def confidence_report(rows, methods, case_filter):
-    """How well the confidence separates hits (error ≤ min(r, 10 mm)) from misses: ROC AUC (probability that a
-    random hit scores higher than a random miss), and how many misses and hits carry a flag."""
-    lines = []
-    for m in methods:
-        sel = [r for r in rows if r["method"] == m and case_filter(r["case"])]
-        hit = np.array([r["error_mm"] <= min(r["radius_mm"], 10.0) for r in sel], bool)
-        conf = np.array([r["confidence"] for r in sel])
-        flagged = np.array([bool(r["flags"]) for r in sel], bool)
-        if m == "affine" or hit.all() or not hit.any():
-            continue
-        greater = (conf[hit][:, None] > conf[~hit][None, :]).mean()
-        ties = (conf[hit][:, None] == conf[~hit][None, :]).mean()
-        lines.append(f"{m:<8} confidence AUC hit/miss {greater + 0.5 * ties:.2f}; flagged: {flagged[~hit].sum()} of "
-                     f"{(~hit).sum()} misses, {flagged[hit].sum()} of {hit.sum()} hits; median confidence hits "
-                     f"{np.median(conf[hit]):.2f}, misses {np.median(conf[~hit]):.2f}")
-    return "\n".join(lines)
+def skip_after(args, seen_cases: list[str]):
+    """With ``--only-peer-pairs``: a ``skip(case, seed)`` that keeps only the peers' pairs."""
+    if not args.only_peer_pairs:
+        return None
+    return lambda case, seed: not peer_case(args, case) or case in seen_cases or len(seen_cases) >= args.peer_pairs
 
 
-def plot(rows, methods, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    bins = np.logspace(-1.5, 1.7, 40)
-    for m in methods:
-        e = [r["error_mm"] for r in rows if r["method"] == m]
-        ax.hist(np.clip(e, bins[0], bins[-1]), bins=bins, histtype="step", linewidth=2, label=f"{m} (n={len(e)})")
-    ax.set_xscale("log")
-    ax.set_xlabel("centre error (mm)")
-    ax.set_ylabel("lesions")
-    ax.set_title("Tracking error on real CT with synthetic motion")
-    ax.legend()
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+def load_rows(paths: list[str]) -> tuple[list[dict], list[dict]]:
+    """Rows and cycle rows of earlier ``--json`` outputs (``--merge``)."""
+    rows, cycle = [], []
+    for path in paths:
+        d = json.loads(Path(path).read_text())
+        rows += d["rows"]
+        cycle += d.get("cycle", [])
+    return rows, cycle
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pairs", type=int, default=20)
-    ap.add_argument("--first-seed", type=int, default=0)
-    ap.add_argument("--methods", default="affine,refine,auto")
-    ap.add_argument("--other-cts", action="store_true", help="also pairs from POPI and TotalSegmentator CTs")
-    ap.add_argument("--png", default=None, help="error-distribution plot")
-    ap.add_argument("--json", default=None, help="per-lesion rows")
+    ap.add_argument("--scenario", action="append", default=[], choices=list(scenarios.SCENARIOS),
+                    help="a scenario (repeatable); default standard")
+    ap.add_argument("--all", action="store_true", help="every scenario")
+    ap.add_argument("--methods", default="affine,auto")
+    ap.add_argument("--seeds", default="report", help="report (100-109), tuning (0-9), or e.g. 0-4 / 3,7")
+    ap.add_argument("--peers", default="", help="elastix, ants or elastix-affine,elastix-bspline,ants-syn")
+    ap.add_argument("--peer-pairs", type=int, default=2, help="peers run on the first pair of this many cases")
+    ap.add_argument("--peer-cases", default="", help="cases the peers may run on (default: any), e.g. popi_ct00_2mm")
+    ap.add_argument("--merge", nargs="+", default=None, help="no run: tables from these --json files")
+    ap.add_argument("--only-peer-pairs", action="store_true", help="skip the pairs the peers do not run on")
+    ap.add_argument("--cycle", action="store_true", help="also the truth-free HCC-011 acq1->2->3->1 cycle check")
+    ap.add_argument("--png", default=None, help="error-CDF plot, one panel per scenario")
+    ap.add_argument("--json", default=None, help="per-lesion rows (and cycle rows)")
+    ap.add_argument("--markdown", default=None, help="write the tables as Markdown here")
     args = ap.parse_args()
     if not (SHARED / "ct" / "lidc_0001.nii.gz").exists():
         print(f"shared data not found under {SHARED}; nothing to measure")
         return 0
+    names = list(scenarios.SCENARIOS) if args.all else (args.scenario or ["standard"])
     methods = args.methods.split(",")
-    seeds = list(range(args.first_seed, args.first_seed + args.pairs))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    peers = peer_names(args.peers)
+    seeds = seeds_from(args.seeds)
+    load = os.getloadavg()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+          f"load average {load[0]:.1f}; seeds {seeds[0]}..{seeds[-1]} ({len(seeds)})", flush=True)
     rows: list[dict] = []
-    run_case(*lidc_case(), seeds, methods, rows)
-    print("\nLIDC-IDRI-0001 nodules, synthetic follow-ups")
-    print(table(rows, methods, lambda c: c == "lidc_0001"))
-    print(confidence_report(rows, methods, lambda c: c == "lidc_0001"))
-    if args.other_cts:
-        for case in other_cases(6, 0):
-            run_case(*case, seeds[: max(1, len(seeds) // 4)], methods, rows)
-        print("\nOther CTs (POPI, TotalSegmentator), sampled blob points, r = 5 mm")
-        print(table(rows, methods, lambda c: c != "lidc_0001"))
-        print(confidence_report(rows, methods, lambda c: c != "lidc_0001"))
+    t_all = time.perf_counter()
+    if args.merge:
+        rows, cycle = load_rows(args.merge)
+        names = [n for n in scenarios.SCENARIOS if any(r["scenario"] == n for r in rows)]
+        methods = list(dict.fromkeys(r["method"] for r in rows if r["method"] not in scenarios_peers()))
+        peers = list(dict.fromkeys(r["method"] for r in rows if r["method"] in scenarios_peers()))
+    for sc in names if not args.merge else []:
+        seen_cases: list[str] = []  # cases the peers ran on
+        for case, pair in scenarios.scenario_pairs(sc, seeds, SHARED, skip=skip_after(args, seen_cases)):
+            peer_pair = (bool(peers) and peer_case(args, case) and case not in seen_cases
+                         and len(seen_cases) < args.peer_pairs)
+            if peer_pair:
+                seen_cases.append(case)
+            run_pair(sc, case, pair, methods, peers, peer_pair, rows)
+            if args.json:  # after every pair, so a stopped run keeps what it measured
+                Path(args.json).write_text(json.dumps({"rows": rows, "cycle": []}))
+    all_methods = [*methods, *peers]
+    summ = tables.summaries(rows, names, all_methods)
+    out = ["### All pairs", "", tables.markdown_table(summ)]
+    print("\n" + tables.text_table(summ))
+    if peers:
+        sub = tables.summaries(rows, names, all_methods, peer_subset=True)
+        print("\npeer pairs only (every method on the same pairs):\n" + tables.text_table(sub))
+        out += ["", f"### Peer pairs only (first pair of the first {args.peer_pairs} cases per scenario)", "",
+                tables.markdown_table(sub)]
+    pooled = tables.pooled_auc(rows, methods)
+    line = "pooled confidence ROC AUC (hit vs miss, inside lesions): " + ", ".join(
+        f"{m} {v:.2f}" for m, v in pooled.items() if np.isfinite(v))
+    print(line)
+    out += ["", line]
+    cycle = cycle if args.merge else []
+    if args.merge and cycle:
+        from _cycle import cycle_table
+
+        text = cycle_table(cycle, list(dict.fromkeys(r["method"] for r in cycle)))
+        print("\nHCC-011 cycle acq1 -> acq2 -> acq3 -> acq1\n" + text)
+        out += ["", "### HCC-011 cycle acq1 → acq2 → acq3 → acq1", "", text]
+    if args.cycle and not args.merge:
+        from _cycle import cycle_rows, cycle_table
+
+        cycle = cycle_rows(methods, SHARED)
+        text = cycle_table(cycle, methods)
+        print("\nHCC-011 cycle acq1 -> acq2 -> acq3 -> acq1 (no truth; cycle error = |end - start|)\n" + text)
+        out += ["", "### HCC-011 cycle acq1 → acq2 → acq3 → acq1", "", text]
+    end_load = os.getloadavg()
+    note = (f"{len(rows)} lesion results in {time.perf_counter() - t_all:.0f} s; load average at start "
+            f"{load[0]:.1f}, at end {end_load[0]:.1f}")
+    print(note)
     if args.png:
-        plot(rows, methods, args.png)
+        tables.plot(rows, names, all_methods, args.png)
         print(f"wrote {args.png}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        Path(args.json).write_text(json.dumps({"rows": rows, "summary": summ, "cycle": cycle}, indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text("\n".join(out + ["", note]) + "\n", encoding="utf-8")
     return 0
 
 
