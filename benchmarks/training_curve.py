@@ -16,16 +16,17 @@ import numpy as np
 
 
 def read_log(path: Path) -> tuple[list[dict], list[dict]]:
-    """(training records, validation records) of a ``log.jsonl``; a damaged last line (a run killed while
-    writing) is skipped."""
-    train, val = [], []
+    """(training records, validation records) of a ``log.jsonl``, by step; a damaged line (a run killed while
+    writing) is skipped, and steps logged again after a resume keep their latest record."""
+    train: dict[int, dict] = {}
+    val: dict[int, dict] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue
-        (val if "val" in rec else train).append(rec)
-    return train, val
+        (val if "val" in rec else train)[rec["step"]] = rec
+    return [train[k] for k in sorted(train)], [val[k] for k in sorted(val)]
 
 
 def main() -> int:
