@@ -79,3 +79,17 @@ def test_read_only_folder_through_the_cli(case):
         assert_refused([*TRACK, "--out", "ro/r.json"], case, names="ro/r.json", problem="not writable")
     finally:
         os.chmod(case / "ro", 0o755)
+
+
+def test_other_commands_check_their_output_folders(case, capsys):
+    """demo, prepare-deeplesion and train refuse an output folder that is a file / an input, before any work."""
+    assert_refused(["demo", "--out", "afile"], case, names="--out afile", problem="existing file", capsys=capsys)
+    (case / "DL_info.csv").write_text("File_name\n")
+    assert_refused(["prepare-deeplesion", "adir", "DL_info.csv", "DL_info.csv"], case, names="DL_info.csv",
+                   problem="would overwrite the DL_info.csv file", capsys=capsys)
+    from bad_input import ROOT
+
+    recipes = sorted((ROOT / "configs").glob("*.json"))
+    if recipes:
+        assert_refused(["train", "--config", str(recipes[0]), "--output", "afile"], case, names="afile",
+                       problem="existing file", capsys=capsys)

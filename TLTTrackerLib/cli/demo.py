@@ -33,7 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from ..synthetic import make_pair
     from ..tracker import LesionTracker
 
+    from ._outputs import Target, check_outputs
+
     out = Path(args.out)
+    check_outputs({}, [Target("--out", out, "folder")])
     rng = np.random.default_rng(args.seed)
     print(f"making a phantom and a synthetic follow-up (seed {args.seed}) ...")
     volume, lesions = make_phantom(rng)

@@ -29,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from ..deeplesion import ConversionResult, prepare_deeplesion
     from ..dls import load_dls
 
+    from ._outputs import Target, check_outputs
+
+    reads = {"the DL_info.csv file": args.dl_info, **{f"--only-dls {p}": p for p in args.only_dls or []}}
+    check_outputs(reads, [Target("out_dir", args.out_dir, "folder")])
     only = None
     if args.only_dls:
         only = {name for path in args.only_dls for r in load_dls(path) for name in (r.source, r.target)}

@@ -66,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
     if args.device:
         overrides["train.device"] = args.device
     run_config = load_run_config(args.config, overrides)
+    if run_config.train is not None and getattr(run_config.train, "output_dir", None):
+        from ._outputs import Target, check_outputs
+
+        check_outputs({"the --config recipe": args.config}, [Target("output folder", run_config.train.output_dir,
+                                                                    "folder")])
     from ..training.fit import fit  # torch only from here
 
     rank0 = int(os.environ.get("RANK", "0")) == 0
