@@ -63,6 +63,22 @@ def sample_patch(
     return values.reshape(shape), inside.reshape(shape)
 
 
+def sample_patch_smooth(
+    volume: Volume, center: np.ndarray, h: int, spacing: float, linear: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cubic patch ``(2h+1,)*3`` (z y x, as :func:`sample_patch`) and its inside mask, box-filtered to ``spacing``
+    when the volume is finer: the mean of 8 sub-grids shifted by ±spacing/4 (anti-aliasing before decimation)."""
+    fine = float(np.min(volume.spacing_mm)) <= 0.6 * spacing
+    shifts = [np.zeros(3)] if not fine else [np.array([x, y, z]) for x in (-0.25, 0.25) for y in (-0.25, 0.25)
+                                              for z in (-0.25, 0.25)]
+    lin = np.eye(3) if linear is None else np.asarray(linear)
+    acc, mask = None, None
+    for sh in shifts:
+        p, m = sample_patch(volume, center + lin @ (sh * spacing), (h, h, h), spacing, linear, return_mask=True)
+        acc, mask = (p, m) if acc is None else (acc + p, mask & m)
+    return acc / len(shifts), mask
+
+
 def axis_resolution_mm(volume: Volume) -> np.ndarray:
     """Approximate resolution of ``volume`` along the LPS x, y, z axes, ``(3,)`` mm."""
     return np.abs(volume.direction) @ volume.spacing_mm

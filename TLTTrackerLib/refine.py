@@ -36,6 +36,7 @@ from .matching import (
     match_resolution,
     patch_offsets_mm,
     sample_patch,
+    sample_patch_smooth,
 )
 from .transforms import AffineTransform
 
@@ -153,8 +154,8 @@ def _level_images(baseline, followup, c, start, linear_inv, level: DemonsLevel, 
 
     s = level.spacing_mm
     h = round(level.half_mm / s)
-    fixed, f_in = _sample_smooth(baseline, c, h, s, linear_inv)
-    moving, m_in = _sample_smooth(followup, start, h, s, None)
+    fixed, f_in = sample_patch_smooth(baseline, c, h, s, linear_inv)
+    moving, m_in = sample_patch_smooth(followup, start, h, s, None)
     box = _trim_box(f_in & m_in, h, int(np.ceil(config.min_keep_mm / s)))
     target = np.maximum(np.maximum(res[0], res[1]), s)
     fixed = match_resolution(np.clip(fixed[box], *config.clip_hu), np.maximum(res[0], s), target, s)
@@ -166,20 +167,6 @@ def _level_images(baseline, followup, c, start, linear_inv, level: DemonsLevel, 
         image.SetOrigin(tuple(float((b.start - h) * s) for b in box[::-1]))  # x, y, z offset of voxel 0
         images.append(image)
     return images[0], images[1]
-
-
-def _sample_smooth(volume: Volume, center: np.ndarray, h: int, spacing: float, linear) -> tuple[np.ndarray, np.ndarray]:
-    """Patch (half-size ``h`` voxels) and inside mask, box-filtered to ``spacing`` when the volume is finer: the
-    mean of 8 sub-grids shifted by ±spacing/4 (anti-aliasing before decimation)."""
-    fine = float(np.min(volume.spacing_mm)) <= 0.6 * spacing
-    shifts = [np.zeros(3)] if not fine else [np.array([x, y, z]) for x in (-0.25, 0.25) for y in (-0.25, 0.25)
-                                              for z in (-0.25, 0.25)]
-    lin = np.eye(3) if linear is None else np.asarray(linear)
-    acc, mask = None, None
-    for sh in shifts:
-        p, m = sample_patch(volume, center + lin @ (sh * spacing), (h, h, h), spacing, linear, return_mask=True)
-        acc, mask = (p, m) if acc is None else (acc + p, mask & m)
-    return acc / len(shifts), mask
 
 
 def _trim_box(inside: np.ndarray, h: int, min_keep: int) -> tuple[slice, slice, slice]:

@@ -4,14 +4,17 @@ RESULTS.json::
 
     {"coordinate_system": "LPS",
      "lesions": [{"id": "L1", "baseline_center": [x, y, z], "followup_center": [x, y, z], "method": "refine",
-                  "confidence": 0.93, "affine_center": [x, y, z], "radius_mm": 6.0, "flags": []}, ...],
+                  "confidence": 0.93, "affine_center": [x, y, z], "radius_mm": 6.0, "flags": [],
+                  "needs_check": false}, ...],
      "registration": {"baseline_to_followup": {...}, "metric_value": ..., "seconds": ...},
      "timing_s": {"read": ..., "registration": ..., "tracking": ..., "total": ...},
      "version": "0.1.0"}
 
 Centres are mm in ``coordinate_system`` (the frame the lesions were given in). ``confidence`` is ``null``
 (CSV: empty, table: ``n/a``) when the method has no confidence measure: ``affine`` (flag
-``no_confidence_measure``) and a model that was never trained (flag ``untrained_model``).
+``no_confidence_measure``) and a model that was never trained (flag ``untrained_model``). ``needs_check``
+is true when the confidence is below ``confidence.CHECK_THRESHOLD`` (0.5): look at that lesion (the table
+shows ``check``); ``null`` with a ``null`` confidence.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import __version__
+from .confidence import needs_check
 from .lesions import to_frame
 
 CSV_COLUMNS = (
@@ -61,6 +65,7 @@ def results_to_dict(
                 "affine_center": to_frame(r.affine_center_lps_mm, frame).round(3).tolist(),
                 "radius_mm": r.radius_mm,
                 "flags": list(r.flags),
+                "needs_check": None if confidence_json(r.confidence) is None else needs_check(r.confidence),
             }
         )
     return {
@@ -103,13 +108,15 @@ def write_results(payload: dict[str, Any], path: str | Path) -> Path:
 def format_table(payload: dict[str, Any]) -> str:
     """A human-readable table of a RESULTS payload."""
     frame = payload["coordinate_system"]
-    head = f"{'lesion':<10} {'follow-up centre (' + frame + ' mm)':<32} {'moved mm':>8} {'conf':>5}  method  flags"
+    head = (f"{'lesion':<10} {'follow-up centre (' + frame + ' mm)':<32} {'moved mm':>8} {'conf':>5} {'':5}  "
+            "method  flags")
     lines = [head, "-" * len(head)]
     for les in payload["lesions"]:
         b, f = np.array(les["baseline_center"]), np.array(les["followup_center"])
         centre = "(" + ", ".join(f"{v:7.1f}" for v in f) + ")"
         lines.append(
-            f"{les['id']:<10} {centre:<32} {np.linalg.norm(f - b):8.1f} {confidence_text(les['confidence']):>5}  "
+            f"{les['id']:<10} {centre:<32} {np.linalg.norm(f - b):8.1f} {confidence_text(les['confidence']):>5} "
+            f"{'check' if les.get('needs_check') else '':5}  "
             f"{les['method']:<7} {','.join(les['flags'])}"
         )
     t = payload.get("timing_s", {})

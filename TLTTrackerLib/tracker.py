@@ -21,7 +21,8 @@ import numpy as np
 from .errors import InputError, TLTError
 from .geometry import Volume
 from .lesions import Lesion
-from .refine import RefineConfig, refine_center
+from .confidence import BACKTRACK_MIN_MM, needs_check  # noqa: F401 (BACKTRACK_MIN_MM: re-exported)
+from .multistart import BACKTRACK_CONFIG, track_point  # noqa: F401 (BACKTRACK_CONFIG: re-exported)
 from .registration import RegistrationResult, register_affine
 
 logger = logging.getLogger(__name__)
@@ -32,9 +33,6 @@ CancelFn = Callable[[], bool]
 METHODS = ("affine", "refine", "tlt")
 LEARNED_METHODS: tuple[str, ...] = ("tlt",)  # need a model file (--model); none is bundled yet
 AUTO_METHOD = "refine"  # best measured method without a model (docs/benchmarks.md)
-# The back-tracking check needs only the first level (local affine + 4 mm demons): a quarter of the cost.
-BACKTRACK_CONFIG = RefineConfig(levels=RefineConfig().levels[:1])
-BACKTRACK_MIN_MM = 4.0  # that check is good to a few mm: a smaller miss is not evidence of a wrong match
 
 
 class Cancelled(TLTError):
@@ -68,6 +66,11 @@ class TrackedLesion:
     flags: tuple[str, ...] = ()
     heatmap: Volume | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def needs_check(self) -> bool:
+        """True when the confidence is below ``confidence.CHECK_THRESHOLD`` or unknown: check by eye."""
+        return needs_check(self.confidence)
 
     @property
     def displacement_mm(self) -> float:
@@ -134,17 +137,21 @@ class LesionTracker:
         cancel: CancelFn | None = None,
         with_heatmap: bool = False,
         backtrack: bool = True,
+        candidates_lps_mm: dict[str, np.ndarray] | None = None,
     ) -> list[TrackedLesion]:
         """Track ``lesions`` (baseline LPS) into the follow-up. Call :meth:`set_pair` first.
 
         Args:
             with_heatmap: attach each lesion's matching score map (a small LPS-aligned Volume, values in
                 [-1, 1], in the follow-up's physical frame) as ``TrackedLesion.heatmap``.
-            backtrack: track each result back to the baseline and scale the confidence by
-                ``exp(-½ (miss / s)²)``, ``miss`` = distance of the returned point from the input centre,
-                ``s`` = the lesion radius but at least ``BACKTRACK_MIN_MM`` (the precision of that one-level
-                check); when ``miss > s`` also add the flag ``"backtrack_mismatch"``. That factor is what makes
-                the confidence informative (docs/benchmarks.md: how well it separates hits from misses).
+            backtrack: refine from several starts (the affine estimate, ``candidates_lps_mm``, the coarse-search
+                peaks), track each result back to the baseline and keep the one that comes back nearest the input
+                centre (:mod:`.multistart`); the confidence combines that miss, the similarity, the coarse
+                search's ambiguity and the distance to the follow-up's edge (:mod:`.confidence`); when the miss
+                exceeds max(radius, ``BACKTRACK_MIN_MM``) add the flag ``"backtrack_mismatch"``. Off: one
+                refinement from the affine estimate, similarity-only confidence.
+            candidates_lps_mm: per lesion id, ``(K, 3)`` extra follow-up start points (LPS mm), e.g. a learned
+                prediction; refined after the affine start, kept when they back-track best.
         """
         if self.registration is None or self.baseline is None or self.followup is None:
             raise InputError("no scan pair set: call set_pair(baseline, followup) before track()")
@@ -161,7 +168,7 @@ class LesionTracker:
             for n, les in enumerate(lesions):
                 if cancel and cancel():
                     raise Cancelled("tracking cancelled")
-                results.append(self._track_one(les, method, with_heatmap, backtrack))
+                results.append(self._track_one(les, method, with_heatmap, backtrack, candidates_lps_mm))
                 if progress:
                     progress((n + 1) / len(lesions), f"tracked {les.id}")
         self.timing_s["tracking"] = time.perf_counter() - t0
@@ -208,7 +215,8 @@ class LesionTracker:
                                      flags, pred.heatmap, dict(pred.info)))
         return out
 
-    def _track_one(self, les: Lesion, method: str, with_heatmap: bool, backtrack: bool) -> TrackedLesion:
+    def _track_one(self, les: Lesion, method: str, with_heatmap: bool, backtrack: bool,
+                   candidates_lps_mm: dict[str, np.ndarray] | None = None) -> TrackedLesion:
         assert self.registration is not None and self.baseline is not None and self.followup is not None
         forward = self.registration.baseline_to_followup
         affine_c = forward.apply(les.center_lps_mm)
@@ -219,26 +227,24 @@ class LesionTracker:
             center, confidence = affine_c, float("nan")
             flags.append("no_confidence_measure")
         else:
-            res = refine_center(self.baseline, self.followup, les.center_lps_mm, les.radius_mm, forward,
-                                keep_maps=with_heatmap)
+            starts = None if candidates_lps_mm is None else candidates_lps_mm.get(les.id)
+            res = track_point(self.baseline, self.followup, les.center_lps_mm, les.radius_mm, forward,
+                              candidates_lps_mm=starts, keep_maps=with_heatmap, backtrack=backtrack)
             center, confidence = res.center_lps_mm, res.confidence
+            flags.extend(res.flags)
             extra["level_similarity"] = [round(v, 4) for v in res.level_similarity]
-            if res.fell_back:
-                flags.append("low_similarity")
+            if "backtrack_error_mm" in res.info:
+                extra["backtrack_error_mm"] = round(res.info["backtrack_error_mm"], 3)
+            if res.info.get("coarse") is not None:
+                extra["coarse_gap"] = round(res.info["coarse"].gap, 4)
+            extra["starts"] = len(res.info["records"])
+            extra["chosen_start"] = res.info["chosen_start"]
             if with_heatmap and res.info.get("maps"):
                 score, origin, spacing = res.info["maps"][0]
                 heatmap = Volume(score, origin, np.full(3, spacing))
-            if backtrack and not res.fell_back:
-                back = refine_center(self.followup, self.baseline, center, les.radius_mm, forward.inverse(),
-                                     config=BACKTRACK_CONFIG)
-                miss_mm = float(np.linalg.norm(back.center_lps_mm - les.center_lps_mm))
-                extra["backtrack_error_mm"] = round(miss_mm, 3)
-                scale = max(les.radius_mm, BACKTRACK_MIN_MM)
-                confidence *= float(np.exp(-0.5 * (miss_mm / scale) ** 2))
-                if miss_mm > scale:
-                    flags.append("backtrack_mismatch")
         if not self.followup.contains_lps(center):
-            flags.append("outside_followup")
+            if "outside_followup" not in flags:
+                flags.append("outside_followup")
             confidence = 0.0
         return TrackedLesion(
             id=les.id,

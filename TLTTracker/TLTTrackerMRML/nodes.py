@@ -18,6 +18,7 @@ import vtk
 from TLTTrackerLib.errors import InputError
 from TLTTrackerLib.geometry import Volume, lps_to_ras, ras_to_lps
 from TLTTrackerLib.lesions import DEFAULT_RADIUS_MM, Lesion
+from TLTTrackerLib.confidence import needs_check
 from TLTTrackerLib.results import confidence_text
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -155,18 +156,21 @@ def markups_from_results(results: Sequence, scene, name: str = "Follow-up lesion
 
 TABLE_COLUMNS = (
     "Lesion", "Baseline R", "Baseline A", "Baseline S", "Follow-up R", "Follow-up A", "Follow-up S",
-    "Displacement (mm)", "Confidence", "Method", "Flags",
+    "Displacement (mm)", "Confidence", "Check", "Method", "Flags",
 )
 
 
 def results_table_rows(results: Sequence) -> list[list]:
     """Rows of the results table (RAS mm, as shown in Slicer); confidence NaN (shown "nan") when the method
-    has none (flag no_confidence_measure / untrained_model in the Flags column)."""
+    has none (flag no_confidence_measure / untrained_model in the Flags column); Check is "check" when the
+    confidence is below ``TLTTrackerLib.confidence.CHECK_THRESHOLD`` (look at that lesion), else empty."""
     rows = []
     for r in results:
         b, f = lps_to_ras(r.baseline_center_lps_mm), lps_to_ras(r.followup_center_lps_mm)
         rows.append([r.id, *np.round(b, 2).tolist(), *np.round(f, 2).tolist(),
-                     round(float(np.linalg.norm(f - b)), 2), round(float(r.confidence), 3), r.method, " ".join(r.flags)])
+                     round(float(np.linalg.norm(f - b)), 2), round(float(r.confidence), 3),
+                     "check" if np.isfinite(r.confidence) and needs_check(r.confidence) else "", r.method,
+                     " ".join(r.flags)])
     return rows
 
 

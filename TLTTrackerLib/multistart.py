@@ -1,0 +1,133 @@
+"""One lesion, several starts: the ``refine`` method with a wide coarse search and back-tracking selection.
+
+    starts = [affine estimate T(c)] + caller's candidates (e.g. a network prediction) + coarse-search peaks
+             that lie ≥ ``min_jump_mm`` from every start already listed (:mod:`.coarse_search`)
+    for each start (at most ``max_starts`` beyond the caller's): refine (:func:`~.refine.refine_center`), then
+             track the result back to the baseline with the one-level check (``BACKTRACK_CONFIG``):
+             miss = |back - c| (mm); a coarse peak within ``min_jump_mm`` of a result already refined is skipped
+             (the two agree: no second refinement, which keeps easy lesions at one)
+    keep the start whose result has the smallest back-tracking miss (ties: the first, i.e. the affine start)
+
+Demons' own similarity after registration cannot pick the start: a deformable field matches wrong tissue well
+too. The back-tracking miss can, because a wrong match started from a point far from ``c`` comes back far from
+``c``. The confidence of the kept result is :func:`~.confidence.combined_confidence`.
+
+A lesion whose follow-up position (the affine estimate or the result) lies outside, or within
+``edge_margin_mm`` of the edge of, the follow-up's coverage gets ``outside_followup``: its point is a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .coarse_search import CoarseConfig, CoarseMatch, coarse_search
+from .confidence import BACKTRACK_MIN_MM, combined_confidence, edge_distance_mm
+from .geometry import Volume
+from .matching import axis_resolution_mm
+from .refine import RefineConfig, refine_center
+from .transforms import AffineTransform
+
+# The back-tracking check needs only the first level (local affine + 4 mm demons): a quarter of the cost.
+BACKTRACK_CONFIG = RefineConfig(levels=RefineConfig().levels[:1])
+
+
+@dataclass(frozen=True)
+class MultiStartConfig:
+    """``coarse``: the coarse search (``None``: off, only the affine start and the caller's candidates);
+    ``min_jump_mm``: a coarse peak nearer than this to a start already listed adds nothing; ``max_starts``:
+    refinements at most (the affine start counts); ``edge_margin_mm``: see the module docstring."""
+
+    coarse: CoarseConfig | None = CoarseConfig()
+    min_jump_mm: float = 8.0
+    max_starts: int = 2
+    edge_margin_mm: float = 5.0
+    refine: RefineConfig = RefineConfig()
+
+
+@dataclass(frozen=True, eq=False)
+class PointResult:
+    """Follow-up centre ``(3,)`` LPS mm, confidence in [0, 1], flags, and per-start records in ``info``."""
+
+    center_lps_mm: np.ndarray
+    confidence: float
+    flags: tuple[str, ...]
+    level_similarity: tuple[float, ...]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def track_point(
+    baseline: Volume,
+    followup: Volume,
+    center_lps_mm: np.ndarray,
+    radius_mm: float,
+    baseline_to_followup: AffineTransform,
+    candidates_lps_mm: np.ndarray | None = None,
+    config: MultiStartConfig = MultiStartConfig(),
+    keep_maps: bool = False,
+    backtrack: bool = True,
+) -> PointResult:
+    """Track one baseline lesion centre ``(3,)`` LPS mm into the follow-up (module docstring).
+
+    Args:
+        candidates_lps_mm: ``(K, 3)`` extra follow-up start points, LPS mm (a learned prediction); they are
+            refined after the affine start and before the coarse peaks, on top of ``max_starts``.
+        backtrack: off = refine from the affine start only, no selection, similarity-only confidence.
+    """
+    c = np.asarray(center_lps_mm, dtype=float)
+    affine_c = baseline_to_followup.apply(c)
+    linear_inv = np.linalg.inv(baseline_to_followup.matrix)
+    res = (axis_resolution_mm(baseline), axis_resolution_mm(followup))
+    coarse: CoarseMatch | None = None
+    starts = [affine_c]
+    extra = np.zeros((0, 3)) if candidates_lps_mm is None else np.asarray(candidates_lps_mm, float).reshape(-1, 3)
+    limit = config.max_starts + len(extra)
+    for p in extra:
+        if min(np.linalg.norm(p - q) for q in starts) >= 1.0:
+            starts.append(p)
+    if backtrack and config.coarse is not None:
+        coarse = coarse_search(baseline, followup, c, affine_c, linear_inv, res, config.coarse)
+    backward = baseline_to_followup.inverse()
+    records: list[dict[str, Any]] = []
+    n = 0
+    while n < len(starts) and (backtrack or n == 0):
+        r = refine_center(baseline, followup, c, radius_mm, baseline_to_followup, config.refine,
+                          start_lps_mm=starts[n], keep_maps=keep_maps)
+        miss = float("nan")
+        if backtrack and not r.fell_back:
+            back = refine_center(followup, baseline, r.center_lps_mm, radius_mm, backward, config=BACKTRACK_CONFIG)
+            miss = float(np.linalg.norm(back.center_lps_mm - c))
+        records.append({"start": n, "result": r, "miss_mm": miss,
+                        "coarse_score": coarse.score_at(r.center_lps_mm) if coarse is not None else float("nan")})
+        n += 1
+        if n == len(starts) and coarse is not None:  # a coarse peak away from every start and result so far
+            seen = starts + [x["result"].center_lps_mm for x in records]
+            for p in coarse.candidates_lps_mm:
+                if len(starts) < limit and min(np.linalg.norm(p - q) for q in seen) >= config.min_jump_mm:
+                    starts.append(p)
+                    break
+    best = min(records, key=lambda x: (np.inf if not np.isfinite(x["miss_mm"]) else x["miss_mm"], x["start"]))
+    r = best["result"]
+    edge = min(edge_distance_mm(followup, affine_c), edge_distance_mm(followup, r.center_lps_mm))
+    flags = []
+    if r.fell_back:
+        flags.append("low_similarity")
+    scale = max(radius_mm, BACKTRACK_MIN_MM)
+    if backtrack and np.isfinite(best["miss_mm"]) and best["miss_mm"] > scale:
+        flags.append("backtrack_mismatch")
+    outside = edge < config.edge_margin_mm
+    if outside:
+        flags.append("outside_followup")
+    confidence = combined_confidence(
+        similarity=r.confidence, miss_mm=best["miss_mm"] if backtrack else None, radius_mm=radius_mm,
+        coarse_gap=coarse.gap if coarse is not None else None, edge_mm=edge, edge_margin_mm=config.edge_margin_mm,
+        fell_back=r.fell_back)
+    info: dict[str, Any] = {"records": records, "coarse": coarse, "edge_mm": edge, "chosen_start": best["start"],
+                            "starts_lps_mm": np.array(starts)}
+    if backtrack and np.isfinite(best["miss_mm"]):
+        info["backtrack_error_mm"] = best["miss_mm"]
+    if keep_maps and r.info.get("maps"):
+        info["maps"] = r.info["maps"]
+    return PointResult(np.asarray(r.center_lps_mm, float), confidence, tuple(flags), r.level_similarity, info)
