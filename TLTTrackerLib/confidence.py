@@ -8,6 +8,7 @@ The confidence (in [0, 1]) multiplies what is known after tracking one lesion (:
                 weighted NCC after registration: lowers the confidence only for a poor match (< 0.3)
     ambiguity   1 - exp(-gap / GAP_SCALE): gap = best minus second-best peak of the coarse search; off
                 (GAP_SCALE = 0): it lowered the hit/miss separation on the tuning seeds
+    mismatch    a result flagged ``backtrack_mismatch`` (miss > s) is capped at MISMATCH_CAP: flagged means "check"
     edge        a point within ``edge_margin_mm`` of the follow-up's coverage (or outside) is capped at
                 EDGE_CAP: its surroundings are cut off, so the match is a guess
 
@@ -30,6 +31,7 @@ BACKTRACK_MIN_MM = 4.0  # the one-level back-tracking check is good to a few mm
 GAP_SCALE = 0.0  # off (see above)
 SIMILARITY_OFFSET = 0.7
 EDGE_CAP = 0.3
+MISMATCH_CAP = 0.45
 FELL_BACK_CONFIDENCE = 0.1
 
 
@@ -56,6 +58,7 @@ def combined_confidence(
     edge_mm: float | None = None,
     edge_margin_mm: float = 5.0,
     fell_back: bool = False,
+    mismatch: bool = False,
 ) -> float:
     """The confidence of the module docstring; ``None`` leaves a term out (factor 1)."""
     if fell_back:
@@ -66,6 +69,8 @@ def combined_confidence(
         conf *= float(np.exp(-0.5 * (miss_mm / scale) ** 2)) if np.isfinite(miss_mm) else 0.0
     if coarse_gap is not None and GAP_SCALE > 0:
         conf *= float(1.0 - np.exp(-max(coarse_gap, 0.0) / GAP_SCALE))
+    if mismatch:
+        conf = min(conf, MISMATCH_CAP)
     if edge_mm is not None and edge_mm < edge_margin_mm:
         conf = min(conf, EDGE_CAP)
     return float(np.clip(conf, 0.0, 1.0))

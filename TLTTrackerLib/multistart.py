@@ -123,7 +123,7 @@ def track_point(
     confidence = combined_confidence(
         similarity=r.confidence, miss_mm=best["miss_mm"] if backtrack else None, radius_mm=radius_mm,
         coarse_gap=coarse.gap if coarse is not None else None, edge_mm=edge, edge_margin_mm=config.edge_margin_mm,
-        fell_back=r.fell_back)
+        fell_back=r.fell_back, mismatch="backtrack_mismatch" in flags)
     info: dict[str, Any] = {"records": records, "coarse": coarse, "edge_mm": edge, "chosen_start": best["start"],
                             "starts_lps_mm": np.array(starts)}
     if backtrack and np.isfinite(best["miss_mm"]):

@@ -36,6 +36,7 @@ def test_confidence_falls_with_the_backtracking_miss_and_a_poor_match():
     assert combined_confidence(0.9, 0.0, 5.0, edge_mm=2.0) == EDGE_CAP < CHECK_THRESHOLD
     assert combined_confidence(0.9, 0.0, 5.0, fell_back=True) == FELL_BACK_CONFIDENCE
     assert combined_confidence(1.7, None, 5.0) == 1.0
+    assert combined_confidence(0.9, 5.5, 5.0, mismatch=True) < CHECK_THRESHOLD
 
 
 def test_needs_check_threshold_and_unknown():
