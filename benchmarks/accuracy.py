@@ -15,6 +15,7 @@ Seeds: ``--seeds report`` (100–109, default) or ``tuning`` (0–9) or a list/r
     python benchmarks/accuracy.py --all --methods affine,auto [--seeds report] [--peers elastix,ants]
         [--png docs/images/scenarios.png] [--json rows.json] [--markdown table.md] [--cycle]
     python benchmarks/accuracy.py --scenario standard --scenario fov-edge --seeds 0-3
+    python benchmarks/accuracy.py --pairs 20 --methods affine,refine,auto   (section 3 of docs/benchmarks.md)
 """
 
 from __future__ import annotations
@@ -132,6 +133,9 @@ def main() -> int:
     ap.add_argument("--all", action="store_true", help="every scenario")
     ap.add_argument("--methods", default="affine,auto")
     ap.add_argument("--seeds", default="report", help="report (100-109), tuning (0-9), or e.g. 0-4 / 3,7")
+    ap.add_argument("--pairs", type=int, default=None, help="old form: seeds FIRST_SEED..FIRST_SEED+PAIRS-1")
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--other-cts", action="store_true", help="old flag, no effect: standard includes POPI, TotalSeg")
     ap.add_argument("--peers", default="", help="elastix, ants or elastix-affine,elastix-bspline,ants-syn")
     ap.add_argument("--peer-pairs", type=int, default=2, help="peers run on the first pair of this many cases")
     ap.add_argument("--peer-cases", default="", help="cases the peers may run on (default: any), e.g. popi_ct00_2mm")
@@ -148,7 +152,7 @@ def main() -> int:
     names = list(scenarios.SCENARIOS) if args.all else (args.scenario or ["standard"])
     methods = args.methods.split(",")
     peers = peer_names(args.peers)
-    seeds = seeds_from(args.seeds)
+    seeds = list(range(args.first_seed, args.first_seed + args.pairs)) if args.pairs else seeds_from(args.seeds)
     load = os.getloadavg()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
           f"load average {load[0]:.1f}; seeds {seeds[0]}..{seeds[-1]} ({len(seeds)})", flush=True)
@@ -198,7 +202,8 @@ def main() -> int:
         print("\nHCC-011 cycle acq1 -> acq2 -> acq3 -> acq1 (no truth; cycle error = |end - start|)\n" + text)
         out += ["", "### HCC-011 cycle acq1 → acq2 → acq3 → acq1", "", text]
     end_load = os.getloadavg()
-    note = (f"{len(rows)} lesion results in {time.perf_counter() - t_all:.0f} s; load average at start "
+    note = (f"{len(rows)} lesion results merged from {len(args.merge)} runs" if args.merge else
+            f"{len(rows)} lesion results in {time.perf_counter() - t_all:.0f} s; load average at start "
             f"{load[0]:.1f}, at end {end_load[0]:.1f}")
     print(note)
     if args.png:
