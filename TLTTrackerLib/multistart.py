@@ -102,12 +102,13 @@ def track_point(
         records.append({"start": n, "result": r, "miss_mm": miss,
                         "coarse_score": coarse.score_at(r.center_lps_mm) if coarse is not None else float("nan")})
         n += 1
-        if n == len(starts) and coarse is not None:  # a coarse peak away from every start and result so far
-            seen = starts + [x["result"].center_lps_mm for x in records]
-            for p in coarse.candidates_lps_mm:
-                if len(starts) < limit and min(np.linalg.norm(p - q) for q in seen) >= config.min_jump_mm:
-                    starts.append(p)
-                    break
+        if n == len(starts) and coarse is not None and len(starts) < limit:
+            # the best coarse peak away from every start, unless a result already lies near it (they agree)
+            far = [p for p in coarse.candidates_lps_mm
+                   if min(np.linalg.norm(p - q) for q in starts) >= config.min_jump_mm]
+            done = [x["result"].center_lps_mm for x in records]
+            if far and min(np.linalg.norm(far[0] - q) for q in done) >= config.min_jump_mm:
+                starts.append(far[0])
     best = min(records, key=lambda x: (np.inf if not np.isfinite(x["miss_mm"]) else x["miss_mm"], x["start"]))
     r = best["result"]
     edge = min(edge_distance_mm(followup, affine_c), edge_distance_mm(followup, r.center_lps_mm))
