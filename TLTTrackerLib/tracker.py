@@ -30,8 +30,9 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
 
-METHODS = ("affine", "refine", "tlt")
-LEARNED_METHODS: tuple[str, ...] = ("tlt",)  # need a model file (--model); none is bundled yet
+METHODS = ("affine", "refine", "tlt", "tlt+refine")
+# need a model file (--model, or the bundled one); "tlt+refine": the network's point joins refine's starts
+LEARNED_METHODS: tuple[str, ...] = ("tlt", "tlt+refine")
 AUTO_METHOD = "refine"  # best measured method without a model (docs/benchmarks.md)
 
 
@@ -161,8 +162,10 @@ class LesionTracker:
         check_inside(self.baseline, lesions)
         method = self.resolved_method()
         t0 = time.perf_counter()
-        if method in LEARNED_METHODS:  # one batched network pass for all lesions
+        if method == "tlt":  # one batched network pass for all lesions
             results = self._track_learned(lesions, with_heatmap, progress)
+        elif method == "tlt+refine":
+            results = self._track_learned_refined(lesions, with_heatmap, backtrack, progress, cancel)
         else:
             results = []
             for n, les in enumerate(lesions):
@@ -213,6 +216,32 @@ class LesionTracker:
             out.append(TrackedLesion(les.id, les.center_lps_mm, np.asarray(pred.center_lps_mm, float), les.radius_mm,
                                      "tlt", float(pred.confidence) if inside else 0.0, affine_c,
                                      flags, pred.heatmap, dict(pred.info)))
+        return out
+
+    def _track_learned_refined(self, lesions: Sequence[Lesion], with_heatmap: bool, backtrack: bool,
+                               progress: ProgressFn | None, cancel: CancelFn | None) -> list[TrackedLesion]:
+        """The network's global view as one more start of the multi-start refinement: the network's point is
+        refined like the affine and coarse-search starts, and the start whose result tracks back nearest the
+        baseline centre wins (:mod:`.multistart`), so a poor network guess costs time, not accuracy. The
+        confidence is refine's (back-tracking, similarity, edge), halved when the kept result lies more than
+        max(radius, 10 mm) from the network's point (the two views disagree); ``extra`` keeps the network's
+        point and confidence."""
+        network = self._track_learned(lesions, False, None)
+        candidates = {n.id: n.followup_center_lps_mm[None] for n in network}
+        out = []
+        for k, (les, net) in enumerate(zip(lesions, network)):
+            if cancel and cancel():
+                raise Cancelled("tracking cancelled")
+            r = self._track_one(les, "refine", with_heatmap, backtrack, candidates)
+            apart = float(np.linalg.norm(r.followup_center_lps_mm - net.followup_center_lps_mm))
+            confidence = r.confidence if apart <= max(les.radius_mm, 10.0) else 0.5 * r.confidence
+            extra = {**r.extra, "network_center_lps_mm": np.round(net.followup_center_lps_mm, 3).tolist(),
+                     "network_confidence": net.confidence if np.isfinite(net.confidence) else None, "network_result_apart_mm": round(apart, 3)}
+            out.append(TrackedLesion(r.id, r.baseline_center_lps_mm, r.followup_center_lps_mm, r.radius_mm,
+                                     "tlt+refine", float(confidence), r.affine_center_lps_mm, r.flags, r.heatmap,
+                                     extra))
+            if progress:
+                progress((k + 1) / len(lesions), f"tracked {les.id}")
         return out
 
     def _track_one(self, les: Lesion, method: str, with_heatmap: bool, backtrack: bool,
