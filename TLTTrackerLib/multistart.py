@@ -91,8 +91,6 @@ def track_point(
     for p in extra:
         if min(np.linalg.norm(p - q) for q in starts) >= 1.0:
             starts.append(p)
-    if backtrack and config.coarse is not None:
-        coarse = coarse_search(baseline, followup, c, affine_c, linear_inv, res, config.coarse)
     backward = baseline_to_followup.inverse()
     records: list[dict[str, Any]] = []
     n = 0
@@ -103,11 +101,13 @@ def track_point(
         if backtrack and not r.fell_back:
             back = refine_center(followup, baseline, r.center_lps_mm, radius_mm, backward, config=BACKTRACK_CONFIG)
             miss = float(np.linalg.norm(back.center_lps_mm - c))
-        records.append({"start": n, "result": r, "miss_mm": miss,
-                        "coarse_score": coarse.score_at(r.center_lps_mm) if coarse is not None else float("nan")})
+        records.append({"start": n, "result": r, "miss_mm": miss})
         n += 1
         consistent = any(np.isfinite(x["miss_mm"]) and x["miss_mm"] < config.accept_miss_mm for x in records)
-        if n == len(starts) and coarse is not None and len(starts) < limit and not consistent:
+        if (n == len(starts) and backtrack and config.coarse is not None and coarse is None
+                and len(starts) < limit and not consistent):
+            # only now the wide search (lazy: most lesions back-track within accept_miss_mm from the first start)
+            coarse = coarse_search(baseline, followup, c, affine_c, linear_inv, res, config.coarse)
             # the best coarse peak away from every start, unless a result already lies near it (they agree)
             far = [p for p in coarse.candidates_lps_mm
                    if min(np.linalg.norm(p - q) for q in starts) >= config.min_jump_mm]
