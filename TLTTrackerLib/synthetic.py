@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from .contrast import check_monotone, draw_contrast, enhancement_change
@@ -46,6 +45,8 @@ from .geometry import Volume
 from .lesions import Lesion
 from .resample import AIR_HU, warp_volume
 from .transforms import AffineTransform, CompositeTransform, PointTransform
+from .synthetic_field import _gradient_norm, _largest_eigenvalue_sym3, _random_field  # noqa: F401 (re-exported)
+from .synthetic_grid import _box_in_frame, _followup_grid  # noqa: F401 (re-exported)
 from .warps import (  # noqa: F401 (re-exported)
     GridDisplacementTransform,
     InverseOf,
@@ -152,90 +153,6 @@ def _affine(rng: np.random.Generator, cfg: PairConfig, center: np.ndarray) -> tu
     return AffineTransform.about_center(matrix, center, shift), info
 
 
-def _box_in_frame(volume: Volume, transform: AffineTransform, direction: np.ndarray) -> tuple:
-    """Bounds ``(lo, hi)`` of ``transform(volume box)`` in the coordinates ``direction.T @ p`` (i, j, k)."""
-    u = transform.apply(volume.corners_lps_mm()) @ direction
-    return u.min(axis=0), u.max(axis=0)
-
-
-def _gradient_norm(u: np.ndarray, spacing: float) -> np.ndarray:
-    """Spectral norm of the Jacobian of ``u`` ``(K, J, I, 3)`` at every node, ``(K, J, I)``."""
-    g = np.stack([np.stack(np.gradient(u[..., c], spacing), -1) for c in range(3)], -2)
-    gtg = np.empty_like(g)  # Jᵀ J, symmetric: six products instead of a general einsum
-    for r in range(3):
-        for c in range(r, 3):
-            gtg[..., r, c] = gtg[..., c, r] = (g[..., :, r] * g[..., :, c]).sum(axis=-1)
-    return np.sqrt(_largest_eigenvalue_sym3(gtg))
-
-
-def _largest_eigenvalue_sym3(m: np.ndarray) -> np.ndarray:
-    """Largest eigenvalue of symmetric positive semi-definite 3×3 matrices ``(..., 3, 3)``, closed form
-    (trigonometric solution of the characteristic cubic; ~10× faster than ``eigvalsh`` on many small
-    matrices)."""
-    a, b, c = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
-    d, e, f = m[..., 0, 1], m[..., 1, 2], m[..., 0, 2]
-    q = (a + b + c) / 3.0
-    p1 = d * d + e * e + f * f
-    p2 = (a - q) ** 2 + (b - q) ** 2 + (c - q) ** 2 + 2.0 * p1
-    p = np.sqrt(np.maximum(p2, 0.0) / 6.0)
-    safe = np.where(p > 1e-300, p, 1.0)
-    b00, b11, b22 = (a - q) / safe, (b - q) / safe, (c - q) / safe
-    b01, b12, b02 = d / safe, e / safe, f / safe
-    det = b00 * (b11 * b22 - b12 * b12) - b01 * (b01 * b22 - b12 * b02) + b02 * (b01 * b12 - b11 * b02)
-    phi = np.arccos(np.clip(det / 2.0, -1.0, 1.0)) / 3.0
-    return np.where(p > 1e-300, q + 2.0 * p * np.cos(phi), q)
-
-
-def _random_field(
-    baseline: Volume, affine: AffineTransform, rng: np.random.Generator, cfg: PairConfig, clamped: np.ndarray
-) -> tuple[GridDisplacementTransform, dict]:
-    """Smooth random ``u`` on nodes covering ``A(baseline box)`` + margin, along the baseline's axes."""
-    direction = baseline.direction
-    lo, hi = _box_in_frame(baseline, affine, direction)
-    spacing = cfg.nonrigid_node_spacing_mm
-    corr = rng.uniform(*cfg.nonrigid_correlation_mm)
-    ref_rms = cfg.nonrigid_rms_mm
-    if cfg.nonrigid_rms_mm_range is not None:  # drawn only then: default pairs keep their random stream
-        ref_rms = math.exp(rng.uniform(*np.log(cfg.nonrigid_rms_mm_range)))
-    margin = max(corr, 30.0)
-    lo, hi = lo - margin, hi + margin
-    n_ijk = np.maximum(2, np.ceil((hi - lo) / spacing).astype(int) + 1)
-    origin = direction @ lo
-    noise = rng.standard_normal((3, *n_ijk[::-1]))
-    sigma = corr / 2.0 / spacing  # filtered white noise: autocorrelation exp(-r²/(4σ²)), 1/e at r = 2σ
-    u = np.stack([ndimage.gaussian_filter(noise[c], sigma, mode="reflect") for c in range(3)], axis=-1)
-    rms = ref_rms * corr / cfg.nonrigid_reference_correlation_mm
-    u *= rms / np.sqrt(np.mean(np.sum(u**2, axis=-1)))
-    nodes = Volume(np.zeros(n_ijk[::-1], np.int8), origin, np.full(3, spacing), direction)
-    if cfg.nonrigid_bone_damping > 0:  # less motion in bone: sample the baseline at A⁻¹(node)
-        kk, jj, ii = np.meshgrid(*(np.arange(n) for n in n_ijk[::-1]), indexing="ij")
-        pts = affine.inverse().apply(nodes.index_kji_to_lps(np.stack([kk, jj, ii], -1).reshape(-1, 3)))
-        hu = ndimage.map_coordinates(
-            clamped, baseline.lps_to_index_kji(pts).T, order=1, cval=AIR_HU, output=np.float32
-        )
-        bone = ndimage.gaussian_filter((hu > 200).astype(float).reshape(kk.shape), 10.0 / spacing)
-        u *= (1.0 - cfg.nonrigid_bone_damping * np.clip(3.0 * bone, 0.0, 1.0))[..., None]
-    cap = cfg.nonrigid_max_gradient
-    for _ in range(8):  # damp the rare steep spots locally (smooth factor), so the map stays invertible
-        steep = _gradient_norm(u, spacing)
-        if steep.max() <= cap:
-            break
-        factor = ndimage.minimum_filter(np.minimum(1.0, 0.85 * cap / np.maximum(steep, 1e-9)), size=3)
-        u *= ndimage.gaussian_filter(factor, 1.0)[..., None]
-    max_grad = float(_gradient_norm(u, spacing).max())
-    if max_grad > cap:
-        logger.debug("non-rigid field too steep (|∇u| %.2f); scaled to %.2f", max_grad, cap)
-        u *= cap / max_grad
-    info = {
-        "nonrigid_correlation_mm": corr,
-        "nonrigid_max_gradient": min(max_grad, cap),
-        "nonrigid_rms_mm": rms,
-        "nonrigid_rms_at_nodes_mm": float(np.sqrt(np.mean(np.sum(u**2, axis=-1)))),
-        "nonrigid_node_shape_kji": [int(v) for v in n_ijk[::-1]],
-    }
-    return GridDisplacementTransform(u, origin, np.full(3, spacing), direction, cfg.fixed_point_tol_mm), info
-
-
 def _local_volume_ratio(forward: PointTransform, center: np.ndarray, h: float = 1.0) -> float:
     """``|det J|`` of ``forward`` at ``center`` by central differences (step ``h`` mm)."""
     pts = center + np.concatenate([np.eye(3) * h, -np.eye(3) * h])
@@ -271,91 +188,6 @@ def _growths(
         if factors[n] != 1.0
     ]
     return growths, factors
-
-
-def _followup_grid(
-    baseline: Volume,
-    forward_na: PointTransform,
-    centers: np.ndarray,
-    radii: np.ndarray,
-    rng: np.random.Generator,
-    cfg: PairConfig,
-) -> tuple[Volume, dict]:
-    """Follow-up grid (baseline directions): new spacing and thickness, a cropped FOV holding every lesion."""
-    d = baseline.direction
-    thickness = float(rng.choice(np.asarray(cfg.slice_thickness_mm_choices, dtype=float)))
-    spacing = np.append(baseline.spacing_mm[:2] * rng.uniform(*cfg.inplane_spacing_factor_range), thickness)
-    inplane = rng.uniform(*cfg.fov_inplane_fraction_range)
-    frac = np.array([inplane, inplane, rng.uniform(*cfg.fov_z_fraction_range)])
-    length = baseline.extent_mm() * frac
-    # where the mapped baseline covers the follow-up frame: images of the baseline's six faces
-    n_k, n_j, n_i = baseline.shape_kji
-    g = np.linspace(0, 1, 7)
-    a, b = np.meshgrid(g, g, indexing="ij")
-    a, b = a.ravel(), b.ravel()
-    lo_valid, hi_valid = np.empty(3), np.empty(3)
-    for axis in range(3):  # i, j, k
-        faces = []
-        for side in (0.0, 1.0):
-            idx = np.zeros((a.size, 3))
-            others = [x for x in range(3) if x != axis]
-            idx[:, axis], idx[:, others[0]], idx[:, others[1]] = side, a, b
-            idx *= np.array([n_i, n_j, n_k]) - 1
-            faces.append(forward_na.apply(baseline.index_ijk_to_lps(idx)) @ d)
-        lo_face, hi_face = sorted(faces, key=lambda f: f[:, axis].mean())
-        lo_valid[axis], hi_valid[axis] = lo_face[:, axis].max(), hi_face[:, axis].min()
-    u_c = centers @ d
-    keep = radii[:, None] + cfg.fov_lesion_margin_mm + spacing  # voxel centres cover lesion + margin
-    need_lo = (u_c - keep).min(axis=0) if len(centers) else np.full(3, np.inf)
-    need_hi = (u_c + keep).max(axis=0) if len(centers) else np.full(3, -np.inf)
-    mid = 0.5 * (lo_valid + hi_valid)
-    start = np.empty(3)
-    for axis in range(3):
-        length[axis] = max(length[axis], need_hi[axis] - need_lo[axis], 4 * spacing[axis])
-        if axis < 2:
-            s = mid[axis] - length[axis] / 2 + rng.uniform(-cfg.fov_shift_mm, cfg.fov_shift_mm)
-        else:
-            s = rng.uniform(lo_valid[2], max(lo_valid[2], hi_valid[2] - length[2]))
-        s = min(s, need_lo[axis]) if np.isfinite(need_lo[axis]) else s  # keep the lesions inside
-        s = max(s, need_hi[axis] - length[axis]) if np.isfinite(need_hi[axis]) else s
-        start[axis] = s
-    size = np.maximum(1, np.ceil(length / spacing).astype(int))
-    edge_info = {}
-    if cfg.fov_edge_offset_mm_range is not None and len(centers):
-        start[2], size[2], edge_info = _edge_cut(u_c[:, 2], keep[:, 2], lo_valid[2], hi_valid[2], size[2],
-                                                 spacing[2], rng, cfg.fov_edge_offset_mm_range)
-    origin = d @ (start + spacing / 2)
-    grid = Volume(np.zeros(size[::-1], np.int8), origin, spacing, d)
-    info = {"slice_thickness_mm": thickness, "spacing_mm": spacing.tolist(), "fov_fraction": frac.tolist()}
-    return grid, {**info, "shape_kji": [int(v) for v in size[::-1]], **edge_info}
-
-
-def _edge_cut(
-    z: np.ndarray, keep: np.ndarray, lo_valid: float, hi_valid: float, size: int, step: float,
-    rng: np.random.Generator, offset_range: tuple[float, float],
-) -> tuple[float, int, dict]:
-    """Follow-up z range (``start`` of the coverage, slice count) with one edge at a signed distance drawn from
-    ``offset_range`` from the most extreme lesion of a random side (``> 0``: that centre lies inside by that
-    much; ``< 0``: outside), the other edge keeping the other lesions (``z ± keep``) where the mapped baseline
-    allows. ``z``: lesion centres along the grid's third axis (mm)."""
-    high = bool(rng.integers(2))
-    offset = float(rng.uniform(*offset_range))
-    n = int(np.argmax(z) if high else np.argmin(z))
-    others = np.arange(len(z)) != n
-    if high:
-        edge = z[n] + offset
-        far = min((z - keep)[others].min() if others.any() else edge, edge - size * step)
-        far = min(max(far, lo_valid), edge - 4 * step)
-        count = int(np.ceil((edge - far) / step))
-        start = edge - count * step
-    else:
-        edge = z[n] - offset
-        far = max((z + keep)[others].max() if others.any() else edge, edge + size * step)
-        far = max(min(far, hi_valid), edge + 4 * step)
-        count = int(np.ceil((far - edge) / step))
-        start = edge
-    return start, count, {"fov_edge": {"lesion_index": n, "side": "superior" if high else "inferior",
-                                       "offset_mm": offset}}
 
 
 @dataclass(frozen=True, eq=False)
