@@ -277,8 +277,9 @@ def render_followup(
     gives real contrast change) through ``F⁻¹`` with the slice profile, then the plan's synthetic contrast
     change if any (:mod:`TLTTrackerLib.contrast`), gain, offset and fresh noise from ``rng``. Returns int16 HU
     on ``grid``."""
-    src = plan.baseline if source is None else source.with_array(np.maximum(source.array, AIR_HU))
-    warped = warp_volume(src, grid, plan.backward, 1, AIR_HU, np.float32, slice_thickness_mm=plan.slice_thickness_mm)
+    src, clamp = (plan.baseline, None) if source is None else (source, AIR_HU)  # the baseline is clamped already
+    warped = warp_volume(src, grid, plan.backward, 1, AIR_HU, np.float32, slice_thickness_mm=plan.slice_thickness_mm,
+                         clamp_min=clamp)
     values = warped.array
     if plan.contrast is not None:
         enhancement_change(values, grid, plan.contrast)

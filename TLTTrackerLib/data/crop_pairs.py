@@ -26,7 +26,6 @@ Volumes and their point samplers are loaded once per worker process and kept (no
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,8 +35,6 @@ from ..config import PreprocessConfig
 from ..errors import InputError
 from ..geometry import Volume
 from .dataset import Augment, Sample, _EpochDataset, _item_rng
-
-VolumeSource = "str | os.PathLike[str] | Volume"
 
 
 def crop_box_grid(grid: Volume, center_lps_mm: np.ndarray, size_mm_zyx: Sequence[float],
@@ -156,6 +153,11 @@ class CropPairDataset(_EpochDataset):
         meta = {"source_index": s, "baseline_volume": b, "followup_volume": f}
         return plan, self._volume(s, f), rng, meta
 
+    def start_point(self, affine: Any, center_lps_mm: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Where the search starts: the pair's affine image of a baseline centre plus N(0, σ²) per axis (mm)."""
+        start = affine.apply(center_lps_mm)
+        return start + rng.normal(0.0, self.start_jitter_mm, 3) if self.start_jitter_mm > 0 else start
+
     def __getitem__(self, index: int) -> list[Sample]:
         from ..synthetic import render_followup
         from ..transforms import AffineTransform
@@ -165,9 +167,7 @@ class CropPairDataset(_EpochDataset):
         scale = float(abs(np.linalg.det(affine.matrix)) ** (1 / 3))
         samples = []
         for j, (b_les, f_les) in enumerate(zip(plan.baseline_lesions, plan.followup_lesions)):
-            start = affine.apply(b_les.center_lps_mm)
-            if self.start_jitter_mm > 0:
-                start = start + rng.normal(0.0, self.start_jitter_mm, 3)
+            start = self.start_point(affine, b_les.center_lps_mm, rng)
             drawn = self.augment.draw(rng) if self.augment else (None, ())
             center = start if drawn[0] is None else start + drawn[0]
             box = crop_box_grid(plan.grid, center, self.preprocess.search_size_mm)
@@ -221,7 +221,7 @@ def motion_stats(dataset: CropPairDataset, n_items: int) -> dict[str, float]:
         plan, _, rng, _ = dataset.draw_pair(index)
         affine = AffineTransform.from_dict(plan.info["affine"])
         for b_les, f_les in zip(plan.baseline_lesions, plan.followup_lesions):
-            start = affine.apply(b_les.center_lps_mm) + rng.normal(0.0, dataset.start_jitter_mm, 3)
+            start = dataset.start_point(affine, b_les.center_lps_mm, rng)
             d = f_les.center_lps_mm - start
             errors.append(float(np.linalg.norm(d)))
             inside.append(bool(np.all(np.abs(d) <= half)))
