@@ -90,3 +90,13 @@ def write_lesions(path: Path, centers=((40.0, 40.0, 36.0),), radius: float = 6.0
     path.write_text(json.dumps({"coordinate_system": "LPS", "lesions": [
         {"id": f"L{n}", "center": list(c), "radius_mm": radius} for n, c in enumerate(centers, start=1)]}))
     return path
+
+
+def write_pair_inputs(folder: Path, lesions: bool = True) -> Path:
+    """The inputs most bad-input tests start from: ``bl.nii.gz``, ``fu.nii.gz`` (another seed) and, with
+    ``lesions``, ``les.json``, in ``folder``."""
+    write_ct(folder / "bl.nii.gz")
+    write_ct(folder / "fu.nii.gz", seed=1)
+    if lesions:
+        write_lesions(folder / "les.json")
+    return folder

@@ -3,10 +3,9 @@ inputs (issue 9)."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
-from bad_input import assert_refused, run_in_process, write_ct, write_lesions
+from bad_input import assert_refused, run_in_process, write_pair_inputs
 
 from TLTTrackerLib.batch import read_results_file
 from TLTTrackerLib.errors import InputError
@@ -14,9 +13,7 @@ from TLTTrackerLib.errors import InputError
 
 @pytest.fixture()
 def case(tmp_path):
-    write_ct(tmp_path / "bl.nii.gz")
-    write_ct(tmp_path / "fu.nii.gz", seed=1)
-    write_lesions(tmp_path / "les.json")
+    write_pair_inputs(tmp_path)
     (tmp_path / "pairs.csv").write_text("pair_id,baseline,followup,lesions\np1,bl.nii.gz,fu.nii.gz,les.json\n")
     return tmp_path
 

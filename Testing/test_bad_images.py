@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bad_input import assert_refused, write_ct, write_lesions
+from bad_input import assert_refused, write_ct, write_pair_inputs
 
 from TLTTrackerLib.errors import InputError
 from TLTTrackerLib.io import read_volume
@@ -20,9 +20,7 @@ def _cut(path, fraction=0.6):
 
 @pytest.fixture()
 def case(tmp_path):
-    write_ct(tmp_path / "bl.nii.gz")
-    write_ct(tmp_path / "fu.nii.gz", seed=1)
-    write_lesions(tmp_path / "les.json")
+    write_pair_inputs(tmp_path)
     return tmp_path
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from bad_input import assert_refused, write_ct
+from bad_input import assert_refused, write_pair_inputs
 
 
 @pytest.fixture()
 def case(tmp_path):
-    write_ct(tmp_path / "bl.nii.gz")
-    write_ct(tmp_path / "fu.nii.gz", seed=1)
+    write_pair_inputs(tmp_path, lesions=False)
     return tmp_path
 
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import collections
 
 import pytest
-from bad_input import assert_refused, write_ct, write_lesions
+from bad_input import assert_refused, write_pair_inputs
 
 torch = pytest.importorskip("torch")
 
 
 @pytest.fixture()
 def case(tmp_path):
-    write_ct(tmp_path / "bl.nii.gz")
-    write_ct(tmp_path / "fu.nii.gz", seed=1)
-    write_lesions(tmp_path / "les.json")
+    write_pair_inputs(tmp_path)
     torch.save({"format": "tlttracker-checkpoint", "x": collections.OrderedDict(a=Exception("boom"))},
                tmp_path / "pickle.pt")
     (tmp_path / "noise.pt").write_bytes(b"PK\x03\x04 not really a zip")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from bad_input import assert_refused, write_ct, write_lesions
+from bad_input import assert_refused, write_ct, write_pair_inputs
 
 from TLTTrackerLib.errors import InputError
 
@@ -14,9 +14,7 @@ TRACK = ["track", "bl.nii.gz", "fu.nii.gz", "--lesions", "les.json", "--method",
 
 @pytest.fixture()
 def case(tmp_path):
-    write_ct(tmp_path / "bl.nii.gz")
-    write_ct(tmp_path / "fu.nii.gz", seed=1)
-    write_lesions(tmp_path / "les.json")
+    write_pair_inputs(tmp_path)
     (tmp_path / "reg.json").write_text("{}")
     (tmp_path / "adir").mkdir()
     (tmp_path / "afile").write_text("x")

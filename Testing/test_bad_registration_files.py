@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from bad_input import assert_refused, run_in_process, write_ct, write_lesions
+from bad_input import assert_refused, run_in_process, write_ct, write_pair_inputs
 
 from TLTTrackerLib.errors import InputError
 from TLTTrackerLib.io import read_volume
@@ -23,11 +23,9 @@ def _saved(path, baseline, followup):
 
 @pytest.fixture()
 def case(tmp_path):
-    write_ct(tmp_path / "bl.nii.gz")
-    write_ct(tmp_path / "fu.nii.gz", seed=1)
+    write_pair_inputs(tmp_path)
     write_ct(tmp_path / "other.nii.gz", seed=2)  # same geometry, other voxels
     write_ct(tmp_path / "bigger.nii.gz", shape_kji=(26, 40, 40), seed=1)
-    write_lesions(tmp_path / "les.json")
     _saved(tmp_path / "reg.json", read_volume(tmp_path / "bl.nii.gz"), read_volume(tmp_path / "fu.nii.gz"))
     return tmp_path
 
