@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[float, str], None]
 
 METRICS = ("meansquares", "mattes", "correlation")
+POOR_CORRELATION = 0.5  # a registration whose body correlation is at most this is "poor" (warned, retried)
 _MIN_VOXELS = 4  # per axis, in the input
 _OUTSIDE = -1.0e6  # resampling default that marks points outside the moving image
 
@@ -225,6 +226,7 @@ def register_affine(
     edge_margin_mm: float = 5.0,
     seed: int = 1,
     threads: int | None = None,
+    fallback_metric: str | None = "mattes",
 ) -> RegistrationResult:
     """Register ``baseline`` to ``followup`` with a 12-parameter affine (method in the module docstring).
 
@@ -241,6 +243,8 @@ def register_affine(
             with the transform reached so far).
         seed: sampling seed: the same inputs and options (and thread count) give the same result.
         threads: SimpleITK threads for the optimisation (default: SimpleITK's global default).
+        fallback_metric: when the result's correlation is ≤ :data:`POOR_CORRELATION`, the registration is run
+            again with this metric and the better-correlated result kept (``info["fallback"]``); None: never.
 
     Returns:
         :class:`RegistrationResult`; ``baseline_to_followup`` maps baseline LPS mm to follow-up LPS mm.
@@ -282,6 +286,46 @@ def register_affine(
     if progress:
         progress(0.1, "registration: images prepared")
 
+    final_body = bodies[-1] if body_mask else body_voxels(pyramid[-1][0])
+    transform, dz, level_info = _optimise(pyramid, bodies, metric, iterations, n_samples, z_search_step_mm,
+                                          edge_margin_mm, seed, threads, stages, progress)
+    correlation, overlap = _quality(pyramid[-1][0], pyramid[-1][1], transform, final_body)
+    fallback = None
+    poor = not (np.isfinite(correlation) and correlation > POOR_CORRELATION)
+    if poor and fallback_metric and fallback_metric != metric:
+        # a wrong local optimum (e.g. mean squares on a short scan with a contrast change): try the other metric
+        logger.info("registration: correlation %.2f with %s; trying %s", correlation, metric, fallback_metric)
+        other = _optimise(pyramid, bodies, fallback_metric, iterations, n_samples, z_search_step_mm,
+                          edge_margin_mm, seed, threads, {}, None)
+        other_corr, other_overlap = _quality(pyramid[-1][0], pyramid[-1][1], other[0], final_body)
+        fallback = {"metric": fallback_metric, "correlation": other_corr, "kept": bool(other_corr > correlation)}
+        if other_corr > correlation:
+            (transform, dz, level_info), correlation, overlap = other, other_corr, other_overlap
+            metric = fallback_metric
+    fixed_to_moving = _to_affine(transform)
+    forward = fixed_to_moving if fixed_name == "baseline" else fixed_to_moving.inverse()
+    seconds = time.perf_counter() - t0
+    stages["total"] = seconds
+    metric_value = level_info[-1]["metric"]
+    logger.info(
+        "registration: %s metric %.4g, correlation %.3f, overlap %.2f, z start %+.0f mm, %.2f s",
+        metric, metric_value, correlation, overlap, dz, seconds,
+    )
+    if not (np.isfinite(correlation) and correlation > POOR_CORRELATION):
+        logger.warning("registration looks poor (correlation %.2f); check the result", correlation)
+    info = {"metric": metric, "correlation": correlation, "overlap_fraction": overlap,
+            "fixed_image": fixed_name, "z_start_mm": dz, "levels": level_info, "samples": n_samples,
+            "seconds_by_stage": {k: round(v, 3) for k, v in stages.items()}, "fallback": fallback}
+    return RegistrationResult(forward, float(metric_value), seconds, info)
+
+
+def _optimise(pyramid: list, bodies: list, metric: str, iterations: list[int], n_samples: list[int],
+              z_search_step_mm: float, edge_margin_mm: float, seed: int, threads: int | None,
+              stages: dict[str, float], progress: ProgressFn | None) -> tuple[Any, float, list[dict[str, Any]]]:
+    """Steps 3-4 of the module docstring (start over z shifts, then the affine levels) for one metric:
+    ``(SimpleITK AffineTransform fixed -> moving, z start mm, per-level info)``."""
+    import SimpleITK as sitk
+
     # 3. start
     t1 = time.perf_counter()
     mask = mask_image(bodies[0], pyramid[0][0])
@@ -318,24 +362,8 @@ def register_affine(
             "stop": reg.GetOptimizerStopConditionDescription(),
         })
         if progress:
-            progress(0.2 + 0.75 * (n + 1) / len(levels), f"registration: level {n + 1} of {len(levels)} done")
-    final_body = bodies[-1] if body_mask else body_voxels(pyramid[-1][0])
-    correlation, overlap = _quality(pyramid[-1][0], pyramid[-1][1], transform, final_body)
-    fixed_to_moving = _to_affine(transform)
-    forward = fixed_to_moving if fixed_name == "baseline" else fixed_to_moving.inverse()
-    seconds = time.perf_counter() - t0
-    stages["total"] = seconds
-    metric_value = level_info[-1]["metric"]
-    logger.info(
-        "registration: %s metric %.4g, correlation %.3f, overlap %.2f, z start %+.0f mm, %.2f s",
-        metric, metric_value, correlation, overlap, dz, seconds,
-    )
-    if not (np.isfinite(correlation) and correlation > 0.5):
-        logger.warning("registration looks poor (correlation %.2f); check the result", correlation)
-    info = {"metric": metric, "correlation": correlation, "overlap_fraction": overlap,
-            "fixed_image": fixed_name, "z_start_mm": dz, "levels": level_info, "samples": n_samples,
-            "seconds_by_stage": {k: round(v, 3) for k, v in stages.items()}}
-    return RegistrationResult(forward, float(metric_value), seconds, info)
+            progress(0.2 + 0.75 * (n + 1) / len(pyramid), f"registration: level {n + 1} of {len(pyramid)} done")
+    return transform, dz, level_info
 
 
 def _to_affine(transform: Any) -> AffineTransform:

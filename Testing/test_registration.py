@@ -212,3 +212,24 @@ def test_unusable_volume_is_a_clear_error(array, message, small_phantom):
 def test_bad_options_are_clear_errors(options, message, small_phantom):
     with pytest.raises(InputError, match=message):
         register_affine(small_phantom, small_phantom, **options)
+
+
+def test_poor_correlation_retries_with_the_fallback_metric_and_keeps_the_better(small_phantom, monkeypatch):
+    """A result at or under POOR_CORRELATION is registered again with ``fallback_metric``; the better-correlated
+    of the two is kept and both are reported (forced here by raising the threshold above any correlation)."""
+    import TLTTrackerLib.registration as reg
+
+    moved = Volume(small_phantom.array, small_phantom.origin_lps_mm + [0.0, 0.0, 9.0], small_phantom.spacing_mm,
+                   small_phantom.direction)
+    plain = register_affine(small_phantom, moved)
+    assert plain.info["fallback"] is None  # a good registration is not repeated
+    monkeypatch.setattr(reg, "POOR_CORRELATION", 1.01)
+    retried = register_affine(small_phantom, moved)
+    fb = retried.info["fallback"]
+    assert fb["metric"] == "mattes" and np.isfinite(fb["correlation"])
+    assert retried.info["correlation"] == pytest.approx(max(plain.info["correlation"], fb["correlation"]))
+    assert retried.info["metric"] == ("mattes" if fb["kept"] else "meansquares")
+    shift = retried.baseline_to_followup.apply(small_phantom.center_lps_mm()) - small_phantom.center_lps_mm()
+    np.testing.assert_allclose(shift, [0, 0, 9], atol=1.0)
+    none = register_affine(small_phantom, moved, fallback_metric=None)
+    assert none.info["fallback"] is None
