@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from .errors import InputError
 
 NORMS = ("none", "group", "instance")
+HEAD_MODES = ("official", "token_offset")
 RAAM_MODES = ("logit_bias", "paper_literal", "off")
 L1_SPACES = ("normalized", "isotropic", "mm")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -64,6 +65,11 @@ class ModelConfig:
             the attention logits of every key), "paper_literal" (the paper's softmax(QKᵀ/√d) + M_A in the
             cross-attentions) or "off".
         pe_temperature: temperature of the sine positional encoding.
+        head_mode: centre predictor parameterisation (:mod:`TLTTrackerLib.model.heads`): "official"
+            (absolute per-token centres, sigmoid global regression) or "token_offset" (per-token offsets from
+            the token's own centre, residual global regression: learns far faster from scratch).
+        match_prior: add a learned multiple of the template/search feature cosine similarity to the token
+            logits (a Siamese correlation term; :mod:`TLTTrackerLib.model.tracker`).
     """
 
     backbone_channels: tuple[int, ...] = (32, 64, 128, 192)
@@ -78,8 +84,11 @@ class ModelConfig:
     sss_min_tokens: int = 8
     raam_mode: str = "logit_bias"
     pe_temperature: float = 10000.0
+    head_mode: str = "official"
+    match_prior: bool = False
 
     def __post_init__(self) -> None:
+        _check(self.head_mode in HEAD_MODES, f"model.head_mode {self.head_mode!r} is not one of {HEAD_MODES}")
         _check(len(self.backbone_channels) >= 2, "model.backbone_channels needs at least 2 entries")
         _check(self.norm in NORMS, f"model.norm {self.norm!r} is not one of {NORMS}")
         if self.norm == "group":

@@ -205,3 +205,57 @@ def test_cuda_bf16_forward_matches_cpu():
         with torch.autocast("cuda", dtype=torch.bfloat16):
             got = gpu({k: v.cuda() for k, v in batch.items()})["center"].cpu()
     torch.testing.assert_close(got, ref, atol=2e-2, rtol=0)
+
+
+def test_token_grid_centers_are_the_voxel_centres_of_each_token():
+    from TLTTrackerLib.model.heads import token_grid_centers
+
+    centers = token_grid_centers((2, 3, 4), torch.device("cpu"))  # (24, 3), C order
+    assert centers.shape == (24, 3)
+    # token (1, 2, 3) of a stride-8 grid covers crop voxels 8..15, 16..23, 24..31 of a (16, 24, 32) crop:
+    # centre voxel (11.5, 19.5, 27.5) -> normalised (voxel + 0.5) / size
+    expected = (np.array([11.5, 19.5, 27.5]) + 0.5) / np.array([16, 24, 32])
+    np.testing.assert_allclose(centers[-1].numpy(), expected, atol=1e-6)
+
+
+def test_token_offset_head_starts_at_the_crop_centre_and_trains_the_logits():
+    from TLTTrackerLib.model.heads import CenterHead
+
+    torch.manual_seed(0)
+    head = CenterHead(24, "token_offset")
+    grid = (3, 4, 5)
+    tokens = torch.zeros(2, 60, 24)  # equal tokens: uniform softmax, zero offsets
+    start = torch.tensor([[0.2, 0.9, 0.4], [0.5, 0.5, 0.5]])
+    out = head(tokens, start, grid)
+    np.testing.assert_allclose(out["center"].detach().numpy(), 0.5, atol=1e-6)  # the search crop centre
+    assert float(torch.sigmoid(out["logits"].detach()).mean()) == pytest.approx(0.1, abs=0.01)  # focal prior init
+
+    tokens = torch.randn(2, 60, 24, requires_grad=True)
+    out = head(tokens, start, grid)
+    out["center"].sum().backward()
+    assert head.classify.weight.grad.abs().sum() > 0  # the centre's L1 reaches the token classifier
+    with pytest.raises(ValueError, match="head mode"):
+        CenterHead(24, "absolute")
+
+
+def test_token_offset_network_forward_and_backward():
+    net = build_tracker(ModelConfig(**{**TINY.__dict__, "head_mode": "token_offset"}))
+    out = net(make_batch([1.0, 2.0]))
+    assert out["center"].shape == (2, 3)
+    assert bool(((out["center"] >= 0) & (out["center"] <= 1)).all())
+    out["center"].sum().backward()
+    assert net.backbone.stem[0].weight.grad is not None
+
+
+def test_match_prior_adds_the_template_search_similarity_to_the_logits():
+    from TLTTrackerLib.model.tracker import match_similarity
+
+    t = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])  # (1, 3, 2): third token is padding (weight 0)
+    w = torch.tensor([[1.0, 1.0, 0.0]])
+    s = torch.tensor([[[1.0, 1.0], [1.0, -1.0], [-2.0, -2.0]]])  # (1, 3, 2)
+    np.testing.assert_allclose(match_similarity(t, w, s).numpy(), [[1.0, 0.0, -1.0]], atol=1e-6)
+
+    net = build_tracker(ModelConfig(**{**TINY.__dict__, "head_mode": "token_offset", "match_prior": True}))
+    out = net(make_batch([1.0, 2.0]))
+    out["center"].sum().backward()
+    assert net.match_scale.grad is not None and float(net.match_scale.detach()) == 1.0

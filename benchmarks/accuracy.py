@@ -60,11 +60,12 @@ def peer_names(text: str) -> list[str]:
     return out
 
 
-def run_pair(sc: str, case: str, pair, methods: list[str], peers: list[str], peer_pair: bool, rows: list) -> None:
+def run_pair(sc: str, case: str, pair, methods: list[str], peers: list[str], peer_pair: bool, rows: list,
+             model: str | None = None) -> None:
     truth = {les.id: les for les in pair.followup_lesions}
     outside = set(pair.outside_followup_ids())
     seed = pair.info["seed"]
-    tracker = LesionTracker(method="affine")
+    tracker = LesionTracker(method="affine", model=model)
     t0 = time.perf_counter()
     tracker.set_pair(pair.baseline, pair.followup)
     reg_s = time.perf_counter() - t0
@@ -116,6 +117,15 @@ def skip_after(args, seen_cases: list[str]):
     return lambda case, seed: not peer_case(args, case) or case in seen_cases or len(seen_cases) >= args.peer_pairs
 
 
+def case_filter(args, seen_cases: list[str]):
+    """``skip(case, seed)`` for ``--cases`` and ``--only-peer-pairs`` (None: keep every pair)."""
+    peer_skip = skip_after(args, seen_cases)
+    wanted = set(args.cases.split(",")) if args.cases else None
+    if wanted is None:
+        return peer_skip
+    return lambda case, seed: case not in wanted or (peer_skip is not None and peer_skip(case, seed))
+
+
 def load_rows(paths: list[str]) -> tuple[list[dict], list[dict]]:
     """Rows and cycle rows of earlier ``--json`` outputs (``--merge``)."""
     rows, cycle = [], []
@@ -139,6 +149,9 @@ def main() -> int:
     ap.add_argument("--peers", default="", help="elastix, ants or elastix-affine,elastix-bspline,ants-syn")
     ap.add_argument("--peer-pairs", type=int, default=2, help="peers run on the first pair of this many cases")
     ap.add_argument("--peer-cases", default="", help="cases the peers may run on (default: any), e.g. popi_ct00_2mm")
+    ap.add_argument("--model", default=None, help="checkpoint or registry name for tlt / tlt+refine (default: bundled)")
+    ap.add_argument("--cases", default="", help="only these cases (volume names), e.g. lidc_0001 (the volume held out "
+                    "from the TLT training data)")
     ap.add_argument("--merge", nargs="+", default=None, help="no run: tables from these --json files")
     ap.add_argument("--only-peer-pairs", action="store_true", help="skip the pairs the peers do not run on")
     ap.add_argument("--cycle", action="store_true", help="also the truth-free HCC-011 acq1->2->3->1 cycle check")
@@ -165,12 +178,12 @@ def main() -> int:
         peers = list(dict.fromkeys(r["method"] for r in rows if r["method"] in scenarios_peers()))
     for sc in names if not args.merge else []:
         seen_cases: list[str] = []  # cases the peers ran on
-        for case, pair in scenarios.scenario_pairs(sc, seeds, SHARED, skip=skip_after(args, seen_cases)):
+        for case, pair in scenarios.scenario_pairs(sc, seeds, SHARED, skip=case_filter(args, seen_cases)):
             peer_pair = (bool(peers) and peer_case(args, case) and case not in seen_cases
                          and len(seen_cases) < args.peer_pairs)
             if peer_pair:
                 seen_cases.append(case)
-            run_pair(sc, case, pair, methods, peers, peer_pair, rows)
+            run_pair(sc, case, pair, methods, peers, peer_pair, rows, args.model)
             if args.json:  # after every pair, so a stopped run keeps what it measured
                 Path(args.json).write_text(json.dumps({"rows": rows, "cycle": []}))
     all_methods = [*methods, *peers]

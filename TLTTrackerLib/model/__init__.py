@@ -28,12 +28,13 @@ def build_tracker(config: ModelConfig | None = None) -> TransformerLesionTracker
     return TransformerLesionTracker(
         backbone,
         fusion,
-        CenterHead(c.d_model),
+        CenterHead(c.d_model, c.head_mode),
         d_model=c.d_model,
         sss_threshold=c.sss_threshold,
         sss_min_tokens=c.sss_min_tokens,
         raam_mode=c.raam_mode,
         pe_temperature=c.pe_temperature,
+        match_prior=c.match_prior,
     )
 
 

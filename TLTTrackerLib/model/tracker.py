@@ -9,6 +9,11 @@ pass, the ``sss_min_tokens`` highest-prior tokens are kept instead (the official
 small lesions). Kept counts differ per sample, so kept tokens are packed to the largest count in the batch and
 the rest masked (``-inf`` logits as keys): any batch size works.
 
+Match prior (``match_prior=True``, ours, off in the official configuration): the cosine similarity between each
+search token's feature and the prior-weighted mean of the kept template tokens' features (before the fusion)
+is added, times a learned scale, to the token logits: a Siamese correlation term (SiamFC, Bertinetto et al.
+2016) that gives the classification a matching signal from the first step; the transformer learns the rest.
+
 The two functions :func:`volume_to_tokens` and :func:`tokens_to_volume` own every volume↔token layout change.
 """
 
@@ -70,6 +75,14 @@ def _gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
 
 
+def match_similarity(t_kept: torch.Tensor, weights: torch.Tensor, s_tokens: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity ``(B, Ns)`` of every search token ``s_tokens (B, Ns, C)`` with the ``weights (B, L)``
+    weighted mean of the kept template tokens ``t_kept (B, L, C)`` (zero weight for padding)."""
+    w = weights.float()[..., None]  # (B, L, 1)
+    template = (w * t_kept.float()).sum(dim=1) / w.sum(dim=1).clamp_min(1e-6)  # (B, C)
+    return torch.nn.functional.cosine_similarity(s_tokens.float(), template[:, None, :], dim=-1)
+
+
 class TransformerLesionTracker(nn.Module):
     """TLT network. Build it with :func:`TLTTrackerLib.model.build_tracker`.
 
@@ -102,8 +115,10 @@ class TransformerLesionTracker(nn.Module):
         sss_min_tokens: int = 8,
         raam_mode: str = "logit_bias",
         pe_temperature: float = 10000.0,
+        match_prior: bool = False,
     ) -> None:
         super().__init__()
+        self.match_scale = nn.Parameter(torch.tensor(1.0)) if match_prior else None
         self.backbone = backbone
         self.input_proj = nn.Conv3d(backbone.out_channels, d_model, kernel_size=1)
         self.fusion = fusion
@@ -151,6 +166,9 @@ class TransformerLesionTracker(nn.Module):
 
         terms = build_attention_terms(self.raam_mode, prior_kept, padding, s_prior)
         fused = self.fusion(t_kept, s_tokens, pos_t, pos_s.expand(b, -1, -1), terms)  # (B, Ns, C)
-        out = self.head(fused, sample["search_start"])
+        bias = None
+        if self.match_scale is not None:
+            bias = self.match_scale * match_similarity(t_kept, prior_kept.masked_fill(padding, 0.0), s_tokens)
+        out = self.head(fused, sample["search_start"], s_grid, bias)
         out["template_token_count"] = counts
         return out
