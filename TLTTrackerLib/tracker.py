@@ -192,7 +192,7 @@ class LesionTracker:
             path = resolve_model(self.model)
             if path is None:
                 raise ModelFileError("method 'tlt' needs a model: pass --model PATH (a checkpoint written by "
-                                     "tlt-tracker train); no trained model is bundled yet")
+                                     "tlt-tracker train); this installation has no bundled model")
             self._tlt = (device, TLTPredictor.from_checkpoint(path, device=device))
         return self._tlt[1]
 

@@ -45,3 +45,15 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def no_bundled_model(tmp_path, monkeypatch):
+    """An installation without a bundled model: an empty registry and no ``$TLT_TRACKER_MODEL``."""
+    from TLTTrackerLib import weights
+
+    registry = tmp_path / "empty_registry.json"
+    registry.write_text('{"bundled": null, "models": []}', encoding="utf-8")
+    monkeypatch.setattr(weights, "REGISTRY_PATH", registry)
+    monkeypatch.delenv("TLT_TRACKER_MODEL", raising=False)
+    return registry

@@ -35,6 +35,6 @@ def test_bad_models_are_refused_before_registration(case, model, problem, capsys
     assert_refused(_track(model), case, names=model, problem=problem, capsys=capsys)
 
 
-def test_tlt_without_a_model_fails_before_registration(case, capsys):
+def test_tlt_without_a_model_fails_before_registration(case, capsys, no_bundled_model):
     args = [a for a in _track("x") if a not in ("--model", "x")]
     assert_refused(args, case, names="--model", problem="needs a model", capsys=capsys)

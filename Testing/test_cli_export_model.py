@@ -55,3 +55,24 @@ def test_export_refuses_to_overwrite_the_checkpoint(tmp_path):
     with pytest.raises(InputError, match="checkpoint itself"):
         export_weights(ckpt, ckpt)
     assert main(["export-model", str(ckpt), "--out", str(ckpt)]) == 2
+
+
+def test_inspect_model_shows_the_bundled_model_with_its_registry_entry(tmp_path, monkeypatch, capsys):
+    models = tmp_path / "models"
+    facts = export_weights(_checkpoint(tmp_path / "best.pt"), models / "m.pt")
+    registry = models / "registry.json"
+    registry.write_text(json.dumps({"bundled": None, "models": []}))
+    (models / "m.md").write_text("# model card\n")
+    register("tiny", facts, True, str(models / "m.md"), "CC BY 4.0", registry_path=registry)
+    monkeypatch.setattr(weights, "MODELS_DIR", models)
+    monkeypatch.setattr(weights, "REGISTRY_PATH", registry)
+    monkeypatch.delenv("TLT_TRACKER_MODEL", raising=False)
+    for args in (["inspect-model", "--json"], ["inspect-model", "tiny", "--json"]):
+        assert main(args) == 0
+        info = json.loads(capsys.readouterr().out)
+        assert info["file"] == str(models / "m.pt") and info["step"] == 12
+        entry = info["registry"]
+        assert entry["name"] == "tiny" and entry["bundled"] and entry["sha256"] == facts["sha256"]
+        assert entry["licence"] == "CC BY 4.0" and entry["card"] == str(models / "m.md")
+    assert main(["inspect-model", str(tmp_path / "best.pt"), "--json"]) == 0  # a file outside the registry
+    assert json.loads(capsys.readouterr().out)["registry"] is None

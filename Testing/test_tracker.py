@@ -92,7 +92,7 @@ def test_chain_through_two_follow_ups(pair):
         np.testing.assert_allclose(b.baseline_center_lps_mm, a.followup_center_lps_mm)
 
 
-def test_learned_method_with_a_model_file_and_clear_errors(tmp_path, pair):
+def test_learned_method_with_a_model_file_and_clear_errors(tmp_path, pair, no_bundled_model):
     """method 'tlt' runs a checkpoint written by the training code, batched; no model -> a clear error."""
     torch = pytest.importorskip("torch")
     from test_model import TINY

@@ -1,7 +1,10 @@
-"""Show a TLT model file (format, versions, training step, metrics, configs, parameters) or, without a file,
-the network a recipe would build.
+"""Show a TLT model file (format, versions, training step, metrics, configs, parameters, and for a registered
+model its registry entry: name, sha256, licence, model card) or, with ``--config``, the network a recipe would
+build. Without arguments: the bundled model (or, when none is bundled, the default network).
 
 Examples:
+    tlt-tracker inspect-model                       # the bundled model
+    tlt-tracker inspect-model tlt-cpu-2mm           # a registry name
     tlt-tracker inspect-model runs/tlt/best.pt
     tlt-tracker inspect-model --config configs/tlt_dls.json --json
 """
@@ -17,7 +20,8 @@ HELP = "show a model file's configuration, metrics and parameter counts"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", nargs="?", help="model file written by tlt-tracker train")
+    parser.add_argument("checkpoint", nargs="?", help="model file written by tlt-tracker train, or a registry name "
+                        "(default: the bundled model)")
     parser.add_argument("--config", help="a training recipe (used when no checkpoint is given)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -38,13 +42,37 @@ def describe(model: Any, model_config: Any, preprocess: Any) -> dict[str, Any]:
     }
 
 
+def registry_entry(path: Any) -> dict[str, Any] | None:
+    """The package registry's entry for model file ``path`` (matched by file name and sha256), with the model
+    card's path; None for an unregistered file."""
+    from pathlib import Path
+
+    from .. import weights
+
+    reg = weights.load_registry()
+    for entry in reg["models"]:
+        if entry.get("file") == Path(path).name and entry.get("sha256") == weights.sha256_of(Path(path)):
+            out = {k: entry.get(k) for k in ("name", "sha256", "size_bytes", "licence", "description")}
+            out["bundled"] = reg.get("bundled") == entry.get("name")
+            card = entry.get("card")
+            out["card"] = str(weights.MODELS_DIR / card) if card else None
+            return out
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.checkpoint:
+    path = None
+    if args.checkpoint or not args.config:
+        from ..weights import resolve_model
+
+        path = resolve_model(args.checkpoint)  # a path, a registry name, or None: the bundled model
+    if path is not None:
         from ..checkpoint import load_model
 
-        model, mc, pc, data = load_model(args.checkpoint)
+        model, mc, pc, data = load_model(path)
         info: dict[str, Any] = {
-            "file": args.checkpoint,
+            "file": str(path),
+            "registry": registry_entry(path),
             "format_version": data["format_version"],
             "versions": data.get("versions"),
             "step": data.get("step"),
