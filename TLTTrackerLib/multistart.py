@@ -1,7 +1,9 @@
 """One lesion, several starts: the ``refine`` method with a wide coarse search and back-tracking selection.
 
     starts = [affine estimate T(c)] + caller's candidates (e.g. a network prediction) + coarse-search peaks
-             that lie ≥ ``min_jump_mm`` from every start already listed (:mod:`.coarse_search`)
+             that lie ≥ ``min_jump_mm`` from every start already listed (:mod:`.coarse_search`);
+             with ``candidates_first`` the caller's candidates come first and the search ends at the first
+             result that back-tracks within ``accept_miss_mm`` (one refinement when the candidate is good)
     for each start (at most ``max_starts`` beyond the caller's): refine (:func:`~.refine.refine_center`), then
              track the result back to the baseline with the one-level check (``BACKTRACK_CONFIG``):
              miss = |back - c| (mm); a coarse peak within ``min_jump_mm`` of a result already refined is skipped
@@ -41,13 +43,14 @@ class MultiStartConfig:
     refinements at most (the affine start counts); ``accept_miss_mm``: a result that back-tracks this close
     to the baseline centre ends the search (no coarse start is tried; on the tuning pairs this skipped 28 of 57
     second refinements and changed 4 results by -0.41..+0.08 mm); ``edge_margin_mm``: see the module
-    docstring."""
+    docstring; ``candidates_first``: see the module docstring (``tlt+refine``: the network's point first)."""
 
     coarse: CoarseConfig | None = CoarseConfig()
     min_jump_mm: float = 8.0
     max_starts: int = 2
     accept_miss_mm: float = 2.0
     edge_margin_mm: float = 5.0
+    candidates_first: bool = False
     refine: RefineConfig = RefineConfig()
 
 
@@ -91,6 +94,8 @@ def track_point(
     for p in extra:
         if min(np.linalg.norm(p - q) for q in starts) >= 1.0:
             starts.append(p)
+    if config.candidates_first:
+        starts = starts[1:] + starts[:1]
     backward = baseline_to_followup.inverse()
     records: list[dict[str, Any]] = []
     n = 0
@@ -104,6 +109,8 @@ def track_point(
         records.append({"start": n, "result": r, "miss_mm": miss})
         n += 1
         consistent = any(np.isfinite(x["miss_mm"]) and x["miss_mm"] < config.accept_miss_mm for x in records)
+        if consistent and config.candidates_first:
+            break
         if (n == len(starts) and backtrack and config.coarse is not None and coarse is None
                 and len(starts) < limit and not consistent):
             # only now the wide search (lazy: most lesions back-track within accept_miss_mm from the first start)

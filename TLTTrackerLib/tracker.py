@@ -22,7 +22,7 @@ from .errors import InputError, TLTError
 from .geometry import Volume
 from .lesions import Lesion
 from .confidence import BACKTRACK_MIN_MM, needs_check  # noqa: F401 (BACKTRACK_MIN_MM: re-exported)
-from .multistart import BACKTRACK_CONFIG, track_point  # noqa: F401 (BACKTRACK_CONFIG: re-exported)
+from .multistart import BACKTRACK_CONFIG, MultiStartConfig, track_point  # noqa: F401 (BACKTRACK_CONFIG: re-exported)
 from .registration import RegistrationResult, register_affine
 
 logger = logging.getLogger(__name__)
@@ -220,9 +220,11 @@ class LesionTracker:
 
     def _track_learned_refined(self, lesions: Sequence[Lesion], with_heatmap: bool, backtrack: bool,
                                progress: ProgressFn | None, cancel: CancelFn | None) -> list[TrackedLesion]:
-        """The network's global view as one more start of the multi-start refinement: the network's point is
-        refined like the affine and coarse-search starts, and the start whose result tracks back nearest the
-        baseline centre wins (:mod:`.multistart`), so a poor network guess costs time, not accuracy. The
+        """The network's global view as the first start of the multi-start refinement: the network's point is
+        refined first; when its result tracks back within ``accept_miss_mm`` that is the answer (one
+        refinement), else the affine start and the coarse-search start follow and the start whose result
+        tracks back nearest the baseline centre wins (:mod:`.multistart`), so a poor network guess costs time,
+        not accuracy. The
         confidence is refine's (back-tracking, similarity, edge), halved when the kept result lies more than
         max(radius, 10 mm) from the network's point (the two views disagree); ``extra`` keeps the network's
         point and confidence."""
@@ -232,7 +234,7 @@ class LesionTracker:
         for k, (les, net) in enumerate(zip(lesions, network)):
             if cancel and cancel():
                 raise Cancelled("tracking cancelled")
-            r = self._track_one(les, "refine", with_heatmap, backtrack, candidates)
+            r = self._track_one(les, "refine", with_heatmap, backtrack, candidates, candidates_first=True)
             apart = float(np.linalg.norm(r.followup_center_lps_mm - net.followup_center_lps_mm))
             confidence = r.confidence if apart <= max(les.radius_mm, 10.0) else 0.5 * r.confidence
             extra = {**r.extra, "network_center_lps_mm": np.round(net.followup_center_lps_mm, 3).tolist(),
@@ -245,7 +247,8 @@ class LesionTracker:
         return out
 
     def _track_one(self, les: Lesion, method: str, with_heatmap: bool, backtrack: bool,
-                   candidates_lps_mm: dict[str, np.ndarray] | None = None) -> TrackedLesion:
+                   candidates_lps_mm: dict[str, np.ndarray] | None = None,
+                   candidates_first: bool = False) -> TrackedLesion:
         assert self.registration is not None and self.baseline is not None and self.followup is not None
         forward = self.registration.baseline_to_followup
         affine_c = forward.apply(les.center_lps_mm)
@@ -258,7 +261,8 @@ class LesionTracker:
         else:
             starts = None if candidates_lps_mm is None else candidates_lps_mm.get(les.id)
             res = track_point(self.baseline, self.followup, les.center_lps_mm, les.radius_mm, forward,
-                              candidates_lps_mm=starts, keep_maps=with_heatmap, backtrack=backtrack)
+                              candidates_lps_mm=starts, keep_maps=with_heatmap, backtrack=backtrack,
+                              config=MultiStartConfig(candidates_first=candidates_first))
             center, confidence = res.center_lps_mm, res.confidence
             flags.extend(res.flags)
             extra["level_similarity"] = [round(v, 4) for v in res.level_similarity]

@@ -72,6 +72,22 @@ def test_extra_candidate_start_is_refined(shifted):
     assert out.info["chosen_start"] == int(np.argmin([r["miss_mm"] for r in records]))
 
 
+def test_candidates_first_stops_at_a_good_candidate_and_falls_back_from_a_bad_one(shifted):
+    """With a right registration (so that back-tracking can check a result): a candidate near the truth is
+    refined alone; from a candidate 30 mm off, the affine start follows and wins."""
+    baseline, followup, truth, _, centre = shifted
+    target = truth.apply(centre)
+    first = MultiStartConfig(candidates_first=True)
+    good = track_point(baseline, followup, centre, 6.0, truth, candidates_lps_mm=(target + 2.5)[None], config=first)
+    assert len(good.info["records"]) == 1 and good.info["chosen_start"] == 0  # one refinement
+    assert np.allclose(good.info["starts_lps_mm"][0], target + 2.5)
+    assert np.linalg.norm(good.center_lps_mm - target) < 2.0
+    far = target + np.array([0.0, 30.0, 0.0])  # a poor network guess
+    bad = track_point(baseline, followup, centre, 6.0, truth, candidates_lps_mm=far[None], config=first)
+    assert len(bad.info["records"]) >= 2 and np.allclose(bad.info["starts_lps_mm"][1], target)
+    assert bad.info["chosen_start"] >= 1 and np.linalg.norm(bad.center_lps_mm - target) < 2.0
+
+
 def test_lesion_at_the_edge_of_the_followup_is_flagged_with_low_confidence():
     baseline = _textured_ct(5)
     # follow-up coverage ends 1–2 mm above the lesion (z): its surroundings are cut off
