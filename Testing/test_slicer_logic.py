@@ -246,6 +246,8 @@ def test_environment_checks(tmp_path):
     with pytest.raises(InputError, match="unknown method"):
         environment.resolve_method_and_model("magic", "bundled", None)
     assert environment.needs_torch("affine", None) is False
+    assert environment.needs_torch("tlt", None) is True
+    assert environment.needs_torch("auto", None) is False  # auto is refine, bundled model or not
     assert environment.missing_requirements(["numpy>=1", "SimpleITK", "torch", "scipy>=1.0"]) == []
     assert environment.missing_requirements(["surely-not-installed-pkg>=1"]) == ["surely-not-installed-pkg>=1"]
     kind, text = environment.detect_device()

@@ -104,10 +104,11 @@ def check_model_spec(model: str) -> None:
 
 
 def needs_torch(method: str, model_spec: str | None) -> bool:
-    """Whether tracking will import torch: a learned method, or "auto" with a model available."""
+    """Whether tracking will import torch: a learned method, or "auto" when the library's auto method is a
+    learned one and a model is available (a bundled model alone does not make "auto" need torch)."""
     if method in learned_methods():
         return True
-    if method != "auto" or not any(m in _tracker.METHODS for m in learned_methods()):
+    if method != "auto" or getattr(_tracker, "AUTO_METHOD", None) not in learned_methods():
         return False
     return model_spec is not None or bundled_model_available()
 
