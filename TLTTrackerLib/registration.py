@@ -291,15 +291,15 @@ def register_affine(
                                           edge_margin_mm, seed, threads, stages, progress)
     correlation, overlap = _quality(pyramid[-1][0], pyramid[-1][1], transform, final_body)
     fallback = None
-    poor = not (np.isfinite(correlation) and correlation > POOR_CORRELATION)
-    if poor and fallback_metric and fallback_metric != metric:
+    if _is_poor(correlation) and fallback_metric and fallback_metric != metric:
         # a wrong local optimum (e.g. mean squares on a short scan with a contrast change): try the other metric
         logger.info("registration: correlation %.2f with %s; trying %s", correlation, metric, fallback_metric)
         other = _optimise(pyramid, bodies, fallback_metric, iterations, n_samples, z_search_step_mm,
                           edge_margin_mm, seed, threads, {}, None)
         other_corr, other_overlap = _quality(pyramid[-1][0], pyramid[-1][1], other[0], final_body)
-        fallback = {"metric": fallback_metric, "correlation": other_corr, "kept": bool(other_corr > correlation)}
-        if other_corr > correlation:
+        kept = bool(other_corr > correlation)
+        fallback = {"metric": fallback_metric, "correlation": other_corr, "kept": kept}
+        if kept:
             (transform, dz, level_info), correlation, overlap = other, other_corr, other_overlap
             metric = fallback_metric
     fixed_to_moving = _to_affine(transform)
@@ -311,12 +311,17 @@ def register_affine(
         "registration: %s metric %.4g, correlation %.3f, overlap %.2f, z start %+.0f mm, %.2f s",
         metric, metric_value, correlation, overlap, dz, seconds,
     )
-    if not (np.isfinite(correlation) and correlation > POOR_CORRELATION):
+    if _is_poor(correlation):
         logger.warning("registration looks poor (correlation %.2f); check the result", correlation)
     info = {"metric": metric, "correlation": correlation, "overlap_fraction": overlap,
             "fixed_image": fixed_name, "z_start_mm": dz, "levels": level_info, "samples": n_samples,
             "seconds_by_stage": {k: round(v, 3) for k, v in stages.items()}, "fallback": fallback}
     return RegistrationResult(forward, float(metric_value), seconds, info)
+
+
+def _is_poor(correlation: float) -> bool:
+    """A registration whose body correlation is unknown or at most :data:`POOR_CORRELATION`."""
+    return not (np.isfinite(correlation) and correlation > POOR_CORRELATION)
 
 
 def _optimise(pyramid: list, bodies: list, metric: str, iterations: list[int], n_samples: list[int],
