@@ -8,7 +8,8 @@
              track the result back to the baseline with the one-level check (``BACKTRACK_CONFIG``):
              miss = |back - c| (mm); a coarse peak within ``min_jump_mm`` of a result already refined is skipped
              (the two agree: no second refinement, which keeps easy lesions at one)
-    keep the start whose result has the smallest back-tracking miss (ties: the first, i.e. the affine start)
+    keep the start whose result has the smallest back-tracking miss (ties: the first listed, i.e. the affine
+             start, or with ``candidates_first`` the caller's candidate)
 
 Demons' own similarity after registration cannot pick the start: a deformable field matches wrong tissue well
 too. The back-tracking miss can, because a wrong match started from a point far from ``c`` comes back far from

@@ -224,10 +224,9 @@ class LesionTracker:
         refined first; when its result tracks back within ``accept_miss_mm`` that is the answer (one
         refinement), else the affine start and the coarse-search start follow and the start whose result
         tracks back nearest the baseline centre wins (:mod:`.multistart`), so a poor network guess costs time,
-        not accuracy. The
-        confidence is refine's (back-tracking, similarity, edge), halved when the kept result lies more than
-        max(radius, 10 mm) from the network's point (the two views disagree); ``extra`` keeps the network's
-        point and confidence."""
+        not accuracy. The confidence is refine's (back-tracking, similarity, edge), halved when the kept result
+        lies more than max(radius, 10 mm) from the network's point (the two views disagree); ``extra`` keeps the
+        network's point and confidence."""
         network = self._track_learned(lesions, False, None)
         candidates = {n.id: n.followup_center_lps_mm[None] for n in network}
         out = []
@@ -238,7 +237,8 @@ class LesionTracker:
             apart = float(np.linalg.norm(r.followup_center_lps_mm - net.followup_center_lps_mm))
             confidence = r.confidence if apart <= max(les.radius_mm, 10.0) else 0.5 * r.confidence
             extra = {**r.extra, "network_center_lps_mm": np.round(net.followup_center_lps_mm, 3).tolist(),
-                     "network_confidence": net.confidence if np.isfinite(net.confidence) else None, "network_result_apart_mm": round(apart, 3)}
+                     "network_confidence": net.confidence if np.isfinite(net.confidence) else None,
+                     "network_result_apart_mm": round(apart, 3)}
             out.append(TrackedLesion(r.id, r.baseline_center_lps_mm, r.followup_center_lps_mm, r.radius_mm,
                                      "tlt+refine", float(confidence), r.affine_center_lps_mm, r.flags, r.heatmap,
                                      extra))

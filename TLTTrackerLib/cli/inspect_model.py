@@ -50,8 +50,10 @@ def registry_entry(path: Any) -> dict[str, Any] | None:
     from .. import weights
 
     reg = weights.load_registry()
-    for entry in reg["models"]:
-        if entry.get("file") == Path(path).name and entry.get("sha256") == weights.sha256_of(Path(path)):
+    named = [e for e in reg["models"] if e.get("file") == Path(path).name]
+    digest = weights.sha256_of(Path(path)) if named else None  # hashed once, only when a name matches
+    for entry in named:
+        if entry.get("sha256") == digest:
             out = {k: entry.get(k) for k in ("name", "sha256", "size_bytes", "licence", "description")}
             out["bundled"] = reg.get("bundled") == entry.get("name")
             card = entry.get("card")

@@ -174,7 +174,8 @@ class TransformerLesionTracker(nn.Module):
         fused = self.fusion(t_kept, s_tokens, pos_t, pos_s.expand(b, -1, -1), terms)  # (B, Ns, C)
         bias = None
         if self.match_scale is not None:
-            bias = MATCH_GAIN * self.match_scale * match_similarity(t_kept, prior_kept.masked_fill(padding, 0.0), s_tokens)
+            similarity = match_similarity(t_kept, prior_kept.masked_fill(padding, 0.0), s_tokens)  # (B, Ns)
+            bias = MATCH_GAIN * self.match_scale * similarity
         out = self.head(fused, sample["search_start"], s_grid, bias)
         out["template_token_count"] = counts
         return out
