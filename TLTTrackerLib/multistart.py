@@ -21,7 +21,7 @@ A lesion whose follow-up position (the affine estimate or the result) lies outsi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,8 +33,14 @@ from .matching import axis_resolution_mm
 from .refine import RefineConfig, refine_center
 from .transforms import AffineTransform
 
-# The back-tracking check needs only the first level (local affine + 4 mm demons): a quarter of the cost.
-BACKTRACK_CONFIG = RefineConfig(levels=RefineConfig().levels[:1])
+
+def backtrack_config(refine: RefineConfig) -> RefineConfig:
+    """The back-tracking check needs only the first level (local affine + 4 mm demons): a quarter of the cost;
+    its local affine samples 30 % of the region (3x faster; the check is good to a few mm anyway)."""
+    return replace(refine, levels=refine.levels[:1], affine_sampling=min(refine.affine_sampling, 0.3))
+
+
+BACKTRACK_CONFIG = backtrack_config(RefineConfig())
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ def track_point(
             starts.append(p)
     if config.candidates_first:
         starts = starts[1:] + starts[:1]
-    backward = baseline_to_followup.inverse()
+    backward, back_config = baseline_to_followup.inverse(), backtrack_config(config.refine)
     records: list[dict[str, Any]] = []
     n = 0
     while n < len(starts) and (backtrack or n == 0):
@@ -105,7 +111,7 @@ def track_point(
                           start_lps_mm=starts[n], keep_maps=keep_maps)
         miss = float("nan")
         if backtrack and not r.fell_back:
-            back = refine_center(followup, baseline, r.center_lps_mm, radius_mm, backward, config=BACKTRACK_CONFIG)
+            back = refine_center(followup, baseline, r.center_lps_mm, radius_mm, backward, config=back_config)
             miss = float(np.linalg.norm(back.center_lps_mm - c))
         records.append({"start": n, "result": r, "miss_mm": miss})
         n += 1
@@ -124,7 +130,8 @@ def track_point(
                 starts.append(far[0])
     best = min(records, key=lambda x: (np.inf if not np.isfinite(x["miss_mm"]) else x["miss_mm"], x["start"]))
     r = best["result"]
-    edge = min(edge_distance_mm(followup, affine_c), edge_distance_mm(followup, r.center_lps_mm))
+    center = np.asarray(r.center_lps_mm, float)
+    edge = min(edge_distance_mm(followup, affine_c), edge_distance_mm(followup, center))
     flags = []
     if r.fell_back:
         flags.append("low_similarity")
@@ -144,4 +151,4 @@ def track_point(
         info["backtrack_error_mm"] = best["miss_mm"]
     if keep_maps and r.info.get("maps"):
         info["maps"] = r.info["maps"]
-    return PointResult(np.asarray(r.center_lps_mm, float), confidence, tuple(flags), r.level_similarity, info)
+    return PointResult(center, confidence, tuple(flags), r.level_similarity, info)

@@ -61,6 +61,10 @@ class RefineConfig:
         affine_iterations: before the first demons level, fit an affine of that level's region (correlation,
             gradient descent) and start the field from it: the smooth part of the motion in one step, which
             demons (small steps, local forces) picks up slowly in featureless tissue. 0: off.
+        affine_sampling: fraction of the region's voxels (random, fixed seed) that the local affine's correlation
+            samples; 1.0: all. 0.3 is 3x faster (0.12 vs 0.35 s per region on 2 cores) and moves the start of
+            demons by ~0.3 mm, but cost 3 of 197 hits on the tuning seeds as the default (docs/benchmarks.md §8):
+            used by the back-tracking check only.
         min_similarity: below this weighted NCC after the first level the images do not match: keep the
             affine start (flag ``low_similarity``, confidence 0.1).
         min_keep_mm: trimming keeps at least this much of the region on each side of the start point.
@@ -68,6 +72,9 @@ class RefineConfig:
             that moves the centre further is dropped.
         similarity_sigma_mm: Gaussian window (at least 1.5 lesion radii) of each level's similarity (confidence).
         heatmap_search_mm: half-size of the lesion-template NCC map returned with ``keep_maps``.
+        threads: SimpleITK threads of each registration filter; 0 = SimpleITK's default (all cores). The
+            regions are small, so lesions tracked side by side with one thread each run faster than one lesion
+            at a time on all cores (:class:`~.tracker.LesionTracker`'s ``workers``); results do not change.
 
     The defaults were chosen on synthetic pairs of LIDC-IDRI-0001, POPI and TotalSegmentator CTs
     (``docs/benchmarks.md``: the numbers per choice).
@@ -76,12 +83,14 @@ class RefineConfig:
     levels: tuple[DemonsLevel, ...] = (DemonsLevel(4.0, 40.0, 80, 6.0), DemonsLevel(2.0, 24.0, 40, 3.0),
                                        DemonsLevel(1.0, 12.0, 30, 1.5))
     affine_iterations: int = 100
+    affine_sampling: float = 1.0
     clip_hu: tuple[float, float] = (-1000.0, 200.0)
     min_similarity: float = 0.1
     max_shift_mm: float = 40.0
     min_keep_mm: float = 8.0
     similarity_sigma_mm: float = 8.0
     heatmap_search_mm: float = 8.0
+    threads: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,8 +137,10 @@ def refine_center(
     for n, level in enumerate(config.levels):
         fixed, moving = _level_images(baseline, followup, c, start, linear_inv, level, res, config)
         if n == 0 and config.affine_iterations > 0:
-            displacement = _local_affine_field(fixed, moving, config.affine_iterations, config.max_shift_mm)
-        displacement = _demons(fixed, moving, displacement, level.iterations, level.smoothing_mm / level.spacing_mm)
+            displacement = _local_affine_field(fixed, moving, config.affine_iterations, config.max_shift_mm,
+                                               config.threads, config.affine_sampling)
+        displacement = _demons(fixed, moving, displacement, level.iterations, level.smoothing_mm / level.spacing_mm,
+                               config.threads)
         transform = _field_transform(displacement)
         shift = np.asarray(transform.TransformPoint((0.0, 0.0, 0.0)), dtype=float)  # d(0), mm x y z
         scores.append(_similarity(fixed, moving, transform, sigma))
@@ -192,13 +203,19 @@ def _trim_box(inside: np.ndarray, h: int, min_keep: int) -> tuple[slice, slice, 
             hi[axis] -= 1
 
 
-def _local_affine_field(fixed, moving, iterations: int, max_shift_mm: float):
+def _local_affine_field(fixed, moving, iterations: int, max_shift_mm: float, threads: int = 0,
+                        sampling: float = 1.0):
     """Displacement field (on the fixed grid) of the affine that best correlates the region: ITK convention,
     ``fixed(g) ≈ moving(g + d(g))``. ``None`` when it moves the centre more than ``max_shift_mm``."""
     import SimpleITK as sitk
 
     reg = sitk.ImageRegistrationMethod()
+    if threads:
+        reg.SetNumberOfThreads(threads)
     reg.SetMetricAsCorrelation()
+    if sampling < 1.0:
+        reg.SetMetricSamplingStrategy(reg.RANDOM)
+        reg.SetMetricSamplingPercentage(float(sampling), 1)  # fixed seed: the same input, the same result
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=0.01, numberOfIterations=iterations,
                                                  relaxationFactor=0.5)
@@ -211,11 +228,13 @@ def _local_affine_field(fixed, moving, iterations: int, max_shift_mm: float):
                                              fixed.GetSpacing(), fixed.GetDirection())
 
 
-def _demons(fixed, moving, previous, iterations: int, smoothing_voxels: float):
+def _demons(fixed, moving, previous, iterations: int, smoothing_voxels: float, threads: int = 0):
     """Symmetric-forces demons field (SimpleITK vector image on the fixed grid), started from ``previous``."""
     import SimpleITK as sitk
 
     demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
+    if threads:
+        demons.SetNumberOfThreads(threads)
     demons.SetNumberOfIterations(int(iterations))
     demons.SetStandardDeviations(smoothing_voxels)
     if previous is None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,8 +269,9 @@ def register_affine(
     stages: dict[str, float] = {}
 
     # 1-2. working images, roles
-    images = {name: working_image(volume, levels[-1]) for name, volume in (("baseline", baseline),
-                                                                            ("follow-up", followup))}
+    with ThreadPoolExecutor(max_workers=2) as pool:  # both at once: clamp and averaging release the GIL
+        shrunk = list(pool.map(lambda volume: working_image(volume, levels[-1]), (baseline, followup)))
+    images = {"baseline": shrunk[0], "follow-up": shrunk[1]}
     body_mm3 = {}
     for name, image in images.items():
         array = sitk.GetArrayViewFromImage(image)

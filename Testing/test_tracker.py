@@ -82,6 +82,26 @@ def test_cancel_stops(pair, tracked):
         tracker.track(pair.baseline_lesions, cancel=lambda: True)
 
 
+def test_lesions_side_by_side_give_the_same_results_in_order(pair, tracked):
+    tracker, out = tracked  # out["auto"]: workers=0 (one per core; 1 on a one-core machine)
+    serial = LesionTracker(method="auto", workers=1)
+    serial.set_pair(pair.baseline, pair.followup, registration=tracker.registration)
+    parallel = LesionTracker(method="auto", workers=3)
+    parallel.set_pair(pair.baseline, pair.followup, registration=tracker.registration)
+    seen: list[float] = []
+    a = serial.track(pair.baseline_lesions)
+    b = parallel.track(pair.baseline_lesions, progress=lambda f, m: seen.append(f))
+    assert [r.id for r in b] == [les.id for les in pair.baseline_lesions]
+    for x, y in zip(a, b):  # one SimpleITK thread per lesion vs all threads: the same point, to rounding
+        np.testing.assert_allclose(x.followup_center_lps_mm, y.followup_center_lps_mm, atol=1e-3)
+        assert x.confidence == pytest.approx(y.confidence, abs=1e-3)
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+    with pytest.raises(Cancelled):
+        parallel.track(pair.baseline_lesions, cancel=lambda: True)
+    with pytest.raises(InputError, match="workers"):
+        LesionTracker(workers=-1)
+
+
 def test_chain_through_two_follow_ups(pair):
     rng = np.random.default_rng(11)
     second = make_pair(pair.followup, pair.followup_lesions, rng)

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="auto", choices=[*METHODS, "auto"], help="tracking method (default: auto)")
     p.add_argument("--model", help="model file or registry name (methods tlt/auto)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--workers", type=int, default=0, help="lesions refined side by side (0: one per CPU core)")
     p.add_argument("--registration-in", help="reuse a registration saved by --registration-out")
     p.add_argument("--registration-out", help="save the registration (JSON) for reuse")
     p.add_argument("--heatmap-out", help="folder for per-lesion follow-up heatmaps (NIfTI), methods that make them")
@@ -132,8 +134,9 @@ def track_to_file(
     report = report or (lambda fraction, message: None)
     t0 = time.perf_counter()
     report(0.0, "reading volumes")
-    baseline = read_volume(baseline_path)
-    followup = read_volume(followup_path)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # both files at once (SimpleITK releases the GIL)
+        reads = [pool.submit(read_volume, path) for path in (baseline_path, followup_path)]
+        baseline, followup = (r.result() for r in reads)  # the baseline's error first when both fail
     check_finite(baseline, f"baseline ({baseline_path})")
     check_finite(followup, f"follow-up ({followup_path})")
     read_s = time.perf_counter() - t0
@@ -186,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     lesions, frame = _gather_lesions(args)
     _check_paths(args, lesions)
-    tracker = LesionTracker(method=args.method, model=args.model, device=args.device)
+    tracker = LesionTracker(method=args.method, model=args.model, device=args.device, workers=args.workers)
     tracker.check_model()  # a missing or bad model fails here, not after the registration
     registration = None
     if args.registration_in:
