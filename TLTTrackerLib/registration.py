@@ -296,8 +296,10 @@ def register_affine(
     if _is_poor(correlation) and fallback_metric and fallback_metric != metric:
         # a wrong local optimum (e.g. mean squares on a short scan with a contrast change): try the other metric
         logger.info("registration: correlation %.2f with %s; trying %s", correlation, metric, fallback_metric)
+        t_fallback = time.perf_counter()
         other = _optimise(pyramid, bodies, fallback_metric, iterations, n_samples, z_search_step_mm,
                           edge_margin_mm, seed, threads, {}, None)
+        stages["fallback"] = time.perf_counter() - t_fallback
         other_corr, other_overlap = _quality(pyramid[-1][0], pyramid[-1][1], other[0], final_body)
         kept = bool(other_corr > correlation)
         fallback = {"metric": fallback_metric, "correlation": other_corr, "kept": kept}

@@ -229,6 +229,8 @@ def test_poor_correlation_retries_with_the_fallback_metric_and_keeps_the_better(
     assert fb["metric"] == "mattes" and np.isfinite(fb["correlation"])
     assert retried.info["correlation"] == pytest.approx(max(plain.info["correlation"], fb["correlation"]))
     assert retried.info["metric"] == ("mattes" if fb["kept"] else "meansquares")
+    stages = retried.info["seconds_by_stage"]  # the second optimisation's time is a stage of its own
+    assert "fallback" in stages and "fallback" not in plain.info["seconds_by_stage"]
     shift = retried.baseline_to_followup.apply(small_phantom.center_lps_mm()) - small_phantom.center_lps_mm()
     np.testing.assert_allclose(shift, [0, 0, 9], atol=1.0)
     none = register_affine(small_phantom, moved, fallback_metric=None)
