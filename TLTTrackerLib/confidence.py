@@ -8,6 +8,10 @@ The confidence (in [0, 1]) multiplies what is known after tracking one lesion (:
                 weighted NCC after registration: lowers the confidence only for a poor match (< 0.3)
     ambiguity   1 - exp(-gap / GAP_SCALE): gap = best minus second-best peak of the coarse search; off
                 (GAP_SCALE = 0): it lowered the hit/miss separation on the tuning seeds
+    lesion      clip(LESION_MATCH_OFFSET + ncc, 0, 1) for lesions of radius ≤ LESION_MATCH_MAX_RADIUS_MM:
+                ncc = the lesion's own template match at the result (:func:`~.matching.lesion_match`); the region
+                registration can match the tissue around a small lesion and miss the lesion (tuning seeds 0–3,
+                all scenarios: pooled AUC 0.808 -> 0.846; larger lesions were not measured, left out)
     mismatch    a result flagged ``backtrack_mismatch`` (miss > s) is capped at MISMATCH_CAP: flagged means "check"
     edge        a point within ``edge_margin_mm`` of the follow-up's coverage (or outside) is capped at
                 EDGE_CAP: its surroundings are cut off, so the match is a guess
@@ -33,6 +37,8 @@ SIMILARITY_OFFSET = 0.7
 EDGE_CAP = 0.3
 MISMATCH_CAP = 0.45
 FELL_BACK_CONFIDENCE = 0.1
+LESION_MATCH_OFFSET = 0.3
+LESION_MATCH_MAX_RADIUS_MM = 5.0
 
 
 def needs_check(confidence: float) -> bool:
@@ -59,6 +65,7 @@ def combined_confidence(
     edge_margin_mm: float = 5.0,
     fell_back: bool = False,
     mismatch: bool = False,
+    lesion_ncc: float | None = None,
 ) -> float:
     """The confidence of the module docstring; ``None`` leaves a term out (factor 1)."""
     if fell_back:
@@ -67,6 +74,8 @@ def combined_confidence(
     if miss_mm is not None:
         scale = max(radius_mm, BACKTRACK_MIN_MM)
         conf *= float(np.exp(-0.5 * (miss_mm / scale) ** 2)) if np.isfinite(miss_mm) else 0.0
+    if lesion_ncc is not None and radius_mm <= LESION_MATCH_MAX_RADIUS_MM:
+        conf *= float(np.clip(LESION_MATCH_OFFSET + lesion_ncc, 0.0, 1.0))
     if coarse_gap is not None and GAP_SCALE > 0:
         conf *= float(1.0 - np.exp(-max(coarse_gap, 0.0) / GAP_SCALE))
     if mismatch:

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from .coarse_search import CoarseConfig, CoarseMatch, coarse_search
-from .confidence import BACKTRACK_MIN_MM, combined_confidence, edge_distance_mm
+from .confidence import BACKTRACK_MIN_MM, LESION_MATCH_MAX_RADIUS_MM, combined_confidence, edge_distance_mm
 from .geometry import Volume
-from .matching import axis_resolution_mm
+from .matching import axis_resolution_mm, lesion_match
 from .refine import RefineConfig, refine_center
 from .transforms import AffineTransform
 
@@ -141,14 +141,19 @@ def track_point(
     outside = edge < config.edge_margin_mm
     if outside:
         flags.append("outside_followup")
+    lesion_ncc = None
+    if backtrack and not r.fell_back and radius_mm <= LESION_MATCH_MAX_RADIUS_MM:
+        lesion_ncc = lesion_match(baseline, followup, c, center, radius_mm, linear_inv, res)
     confidence = combined_confidence(
         similarity=r.confidence, miss_mm=best["miss_mm"] if backtrack else None, radius_mm=radius_mm,
         coarse_gap=coarse.gap if coarse is not None else None, edge_mm=edge, edge_margin_mm=config.edge_margin_mm,
-        fell_back=r.fell_back, mismatch="backtrack_mismatch" in flags)
+        fell_back=r.fell_back, mismatch="backtrack_mismatch" in flags, lesion_ncc=lesion_ncc)
     info: dict[str, Any] = {"records": records, "coarse": coarse, "edge_mm": edge, "chosen_start": best["start"],
                             "starts_lps_mm": np.array(starts)}
     if backtrack and np.isfinite(best["miss_mm"]):
         info["backtrack_error_mm"] = best["miss_mm"]
+    if lesion_ncc is not None:
+        info["lesion_ncc"] = lesion_ncc
     if keep_maps and r.info.get("maps"):
         info["maps"] = r.info["maps"]
     return PointResult(center, confidence, tuple(flags), r.level_similarity, info)

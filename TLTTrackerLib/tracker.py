@@ -312,6 +312,8 @@ class LesionTracker:
             extra["level_similarity"] = [round(v, 4) for v in res.level_similarity]
             if "backtrack_error_mm" in res.info:
                 extra["backtrack_error_mm"] = round(res.info["backtrack_error_mm"], 3)
+            if "lesion_ncc" in res.info:
+                extra["lesion_ncc"] = round(res.info["lesion_ncc"], 4)
             if res.info.get("coarse") is not None:
                 extra["coarse_gap"] = round(res.info["coarse"].gap, 4)
             extra["starts"] = len(res.info["records"])

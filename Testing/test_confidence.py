@@ -9,6 +9,8 @@ from TLTTrackerLib.confidence import (
     CHECK_THRESHOLD,
     EDGE_CAP,
     FELL_BACK_CONFIDENCE,
+    LESION_MATCH_MAX_RADIUS_MM,
+    LESION_MATCH_OFFSET,
     SIMILARITY_OFFSET,
     combined_confidence,
     edge_distance_mm,
@@ -37,6 +39,15 @@ def test_confidence_falls_with_the_backtracking_miss_and_a_poor_match():
     assert combined_confidence(0.9, 0.0, 5.0, fell_back=True) == FELL_BACK_CONFIDENCE
     assert combined_confidence(1.7, None, 5.0) == 1.0
     assert combined_confidence(0.9, 5.5, 5.0, mismatch=True) < CHECK_THRESHOLD
+
+
+def test_a_small_lesion_that_does_not_match_its_template_loses_confidence():
+    good = combined_confidence(0.9, 0.0, 2.0, lesion_ncc=0.9)
+    assert good == pytest.approx(1.0, abs=1e-6)
+    assert combined_confidence(0.9, 0.0, 2.0, lesion_ncc=0.1) == pytest.approx(LESION_MATCH_OFFSET + 0.1)
+    assert combined_confidence(0.9, 0.0, 2.0, lesion_ncc=-0.5) == 0.0
+    big = LESION_MATCH_MAX_RADIUS_MM + 1.0  # not measured for larger lesions: the term is left out
+    assert combined_confidence(0.9, 0.0, big, lesion_ncc=-0.5) == combined_confidence(0.9, 0.0, big)
 
 
 def test_needs_check_threshold_and_unknown():
