@@ -11,7 +11,8 @@ The confidence (in [0, 1]) multiplies what is known after tracking one lesion (:
     lesion      clip(LESION_MATCH_OFFSET + ncc, 0, 1) for lesions of radius ≤ LESION_MATCH_MAX_RADIUS_MM:
                 ncc = the lesion's own template match at the result (:func:`~.matching.lesion_match`); the region
                 registration can match the tissue around a small lesion and miss the lesion (tuning seeds 0–3,
-                all scenarios: pooled AUC 0.808 -> 0.846; larger lesions were not measured, left out)
+                all scenarios: pooled AUC 0.808 -> 0.833 as run; for larger lesions it added at most 0.013: left
+                out)
     mismatch    a result flagged ``backtrack_mismatch`` (miss > s) is capped at MISMATCH_CAP: flagged means "check"
     edge        a point within ``edge_margin_mm`` of the follow-up's coverage (or outside) is capped at
                 EDGE_CAP: its surroundings are cut off, so the match is a guess
