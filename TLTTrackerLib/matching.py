@@ -252,9 +252,16 @@ def lesion_match(
     a = match_resolution(np.clip(template, *clip_hu), np.maximum(res_b, s), target, s).astype(np.float64)
     b = match_resolution(np.clip(image, *clip_hu), np.maximum(res_f, s), target, s).astype(np.float64)
     w = np.exp(-0.5 * np.sum(patch_offsets_mm((h, h, h), s) ** 2, axis=-1) / sigma**2) * (t_in & i_in)
-    if w.sum() <= 0:
+    return float(np.clip(weighted_ncc(a, b, w), -1.0, 1.0))
+
+
+def weighted_ncc(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> float:
+    """NCC of two arrays of one shape at one position, each voxel counting with ``weight`` (≥ 0; normalised
+    here). 0 when the weights sum to 0 or either array is flat under them."""
+    total = float(weight.sum())
+    if total <= 0:
         return 0.0
-    w = w / w.sum()
+    w = weight / total
     a, b = a - (w * a).sum(), b - (w * b).sum()
     var = (w * a * a).sum() * (w * b * b).sum()
-    return float(np.clip((w * a * b).sum() / np.sqrt(var), -1.0, 1.0)) if var > 1e-12 else 0.0
+    return float((w * a * b).sum() / np.sqrt(var)) if var > 1e-12 else 0.0

@@ -5,7 +5,7 @@
              with ``candidates_first`` the caller's candidates come first and the search ends at the first
              result that back-tracks within ``accept_miss_mm`` (one refinement when the candidate is good)
     for each start (at most ``max_starts`` beyond the caller's): refine (:func:`~.refine.refine_center`), then
-             track the result back to the baseline with the one-level check (``BACKTRACK_CONFIG``):
+             track the result back to the baseline with the one-level check (:func:`backtrack_config`):
              miss = |back - c| (mm); a coarse peak within ``min_jump_mm`` of a result already refined is skipped
              (the two agree: no second refinement, which keeps easy lesions at one)
     keep the start whose result has the smallest back-tracking miss (ties: the first listed, i.e. the affine
@@ -40,7 +40,7 @@ def backtrack_config(refine: RefineConfig) -> RefineConfig:
     return replace(refine, levels=refine.levels[:1], affine_sampling=min(refine.affine_sampling, 0.3))
 
 
-BACKTRACK_CONFIG = backtrack_config(RefineConfig())
+BACKTRACK_CONFIG = backtrack_config(RefineConfig())  # the default check (re-exported by .tracker)
 
 
 @dataclass(frozen=True)

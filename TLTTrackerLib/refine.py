@@ -37,6 +37,7 @@ from .matching import (
     patch_offsets_mm,
     sample_patch,
     sample_patch_smooth,
+    weighted_ncc,
 )
 from .transforms import AffineTransform
 
@@ -262,11 +263,7 @@ def _similarity(fixed, moving, transform, sigma_mm: float) -> float:
     first = np.asarray(fixed.GetOrigin())[::-1] / spacing  # offset of voxel 0 in voxels, z y x
     grids = np.meshgrid(*(np.arange(n) + o for n, o in zip(f.shape, first)), indexing="ij")
     w = np.exp(-0.5 * sum(g * g for g in grids) * spacing**2 / sigma_mm**2)
-    w /= w.sum()
-    fm, wm = (w * f).sum(), (w * warped).sum()
-    cov = (w * (f - fm) * (warped - wm)).sum()
-    var = (w * (f - fm) ** 2).sum() * (w * (warped - wm) ** 2).sum()
-    return float(cov / np.sqrt(var)) if var > 1e-12 else 0.0
+    return weighted_ncc(f, warped.astype(np.float64), w)
 
 
 def lesion_score_map(

@@ -187,9 +187,9 @@ class LesionTracker:
     def _each_lesion(self, lesions: Sequence[Lesion], fn: Callable[[int, Lesion, MultiStartConfig], Any],
                      progress: ProgressFn | None, cancel: CancelFn | None) -> list:
         """``[fn(k, lesion, config) for k, lesion in enumerate(lesions)]``, ``workers`` lesions at a time
-        (threads: SimpleITK and numpy release the GIL), in input order. ``progress`` and ``cancel`` are called from the calling thread
-        as lesions finish; on cancel, lesions not yet started are dropped and :class:`Cancelled` is raised once
-        the running ones end."""
+        (threads: SimpleITK and numpy release the GIL), in input order. ``progress`` and ``cancel`` are called
+        from the calling thread as lesions finish; on cancel, lesions not yet started are dropped and
+        :class:`Cancelled` is raised once the running ones end."""
         workers = self.workers or _cpu_count()
         workers = max(1, min(workers, len(lesions)))
         done = 0
