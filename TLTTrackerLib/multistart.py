@@ -1,15 +1,17 @@
 """One lesion, several starts: the ``refine`` method with a wide coarse search and back-tracking selection.
 
-    starts = [affine estimate T(c)] + caller's candidates (e.g. a network prediction) + coarse-search peaks
-             that lie ≥ ``min_jump_mm`` from every start already listed (:mod:`.coarse_search`);
-             with ``candidates_first`` the caller's candidates come first and the search ends at the first
-             result that back-tracks within ``accept_miss_mm`` (one refinement when the candidate is good)
-    for each start (at most ``max_starts`` beyond the caller's): refine (:func:`~.refine.refine_center`), then
-             track the result back to the baseline with the one-level check (:func:`backtrack_config`):
-             miss = |back - c| (mm); a coarse peak within ``min_jump_mm`` of a result already refined is skipped
-             (the two agree: no second refinement, which keeps easy lesions at one)
-    keep the start whose result has the smallest back-tracking miss (ties: the first listed, i.e. the affine
-             start, or with ``candidates_first`` the caller's candidate)
+    starts = [affine estimate T(c)] + [field start D(c)] (the pair's deformable field, :mod:`.deformable`, when
+             given) + caller's candidates (e.g. a network prediction) + coarse-search peaks that lie ≥
+             ``min_jump_mm`` from every start already listed (:mod:`.coarse_search`, centred on the first start);
+             with ``candidates_first`` the caller's candidates come first
+    for each start (at most ``max_starts`` beyond the caller's and the field's): refine
+             (:func:`~.refine.refine_center`), then track the result r back to the baseline with the one-level
+             check (:func:`backtrack_config`), started at D⁻¹(r) (the field's inverse; the affine's T⁻¹(r) without
+             a field): miss = |back - c| (mm); the search ends at the first result that back-tracks within
+             ``accept_miss_mm`` (one refinement when the first start is good: the field start is refined only
+             when the affine one fails that check); a coarse peak within ``min_jump_mm`` of a result already refined is
+             skipped (the two agree: no second refinement)
+    keep the start whose result has the smallest back-tracking miss (ties: the first listed)
 
 Demons' own similarity after registration cannot pick the start: a deformable field matches wrong tissue well
 too. The back-tracking miss can, because a wrong match started from a point far from ``c`` comes back far from
@@ -28,6 +30,7 @@ import numpy as np
 
 from .coarse_search import CoarseConfig, CoarseMatch, coarse_search
 from .confidence import BACKTRACK_MIN_MM, LESION_MATCH_MAX_RADIUS_MM, combined_confidence, edge_distance_mm
+from .deformable import PairField
 from .geometry import Volume
 from .matching import axis_resolution_mm, lesion_match
 from .refine import RefineConfig, refine_center
@@ -58,6 +61,8 @@ class MultiStartConfig:
     accept_miss_mm: float = 2.0
     edge_margin_mm: float = 5.0
     candidates_first: bool = False
+    field_starts: str = "second"
+    field_backtrack: bool = True
     refine: RefineConfig = RefineConfig()
 
 
@@ -82,12 +87,15 @@ def track_point(
     config: MultiStartConfig = MultiStartConfig(),
     keep_maps: bool = False,
     backtrack: bool = True,
+    pair_field: PairField | None = None,
 ) -> PointResult:
     """Track one baseline lesion centre ``(3,)`` LPS mm into the follow-up (module docstring).
 
     Args:
         candidates_lps_mm: ``(K, 3)`` extra follow-up start points, LPS mm (a learned prediction); they are
             refined after the affine start and before the coarse peaks, on top of ``max_starts``.
+        pair_field: the pair's deformable field (:func:`~.deformable.register_field`): a second start, and the
+            back-tracking check's start; None: the affine alone.
         backtrack: off = refine from the affine start only, no selection, similarity-only confidence.
     """
     c = np.asarray(center_lps_mm, dtype=float)
@@ -95,14 +103,19 @@ def track_point(
     linear_inv = np.linalg.inv(baseline_to_followup.matrix)
     res = (axis_resolution_mm(baseline), axis_resolution_mm(followup))
     coarse: CoarseMatch | None = None
-    starts = [affine_c]
+    base = [affine_c]
+    limit = config.max_starts
+    if pair_field is not None:
+        field_c = pair_field.to_followup(c)
+        base = {"replace": [field_c], "second": [affine_c, field_c]}.get(config.field_starts, [field_c, affine_c])
+        limit += len(base) - 1
     extra = np.zeros((0, 3)) if candidates_lps_mm is None else np.asarray(candidates_lps_mm, float).reshape(-1, 3)
-    limit = config.max_starts + len(extra)
+    limit += len(extra)
+    candidates: list[np.ndarray] = []
     for p in extra:
-        if min(np.linalg.norm(p - q) for q in starts) >= 1.0:
-            starts.append(p)
-    if config.candidates_first:
-        starts = starts[1:] + starts[:1]
+        if min(np.linalg.norm(p - q) for q in base + candidates) >= 1.0:
+            candidates.append(p)
+    starts = candidates + base if config.candidates_first else base + candidates
     backward, back_config = baseline_to_followup.inverse(), backtrack_config(config.refine)
     records: list[dict[str, Any]] = []
     n = 0
@@ -111,17 +124,20 @@ def track_point(
                           start_lps_mm=starts[n], keep_maps=keep_maps)
         miss = float("nan")
         if backtrack and not r.fell_back:
-            back = refine_center(followup, baseline, r.center_lps_mm, radius_mm, backward, config=back_config)
+            back_start = (pair_field.to_baseline(r.center_lps_mm) if pair_field is not None and config.field_backtrack
+                          else None)
+            back = refine_center(followup, baseline, r.center_lps_mm, radius_mm, backward, config=back_config,
+                                 start_lps_mm=back_start)
             miss = float(np.linalg.norm(back.center_lps_mm - c))
         records.append({"start": n, "result": r, "miss_mm": miss})
         n += 1
         consistent = any(np.isfinite(x["miss_mm"]) and x["miss_mm"] < config.accept_miss_mm for x in records)
-        if consistent and config.candidates_first:
+        if consistent and (config.candidates_first or pair_field is not None):
             break
         if (n == len(starts) and backtrack and config.coarse is not None and coarse is None
                 and len(starts) < limit and not consistent):
             # only now the wide search (lazy: most lesions back-track within accept_miss_mm from the first start)
-            coarse = coarse_search(baseline, followup, c, affine_c, linear_inv, res, config.coarse)
+            coarse = coarse_search(baseline, followup, c, starts[0], linear_inv, res, config.coarse)
             # the best coarse peak away from every start, unless a result already lies near it (they agree)
             far = [p for p in coarse.candidates_lps_mm
                    if min(np.linalg.norm(p - q) for q in starts) >= config.min_jump_mm]

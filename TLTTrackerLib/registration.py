@@ -77,12 +77,16 @@ class RegistrationResult:
         seconds: wall time of the registration (0 for a reused one, see :meth:`from_dict`).
         info: JSON-friendly figures: ``correlation``, ``overlap_fraction``, ``fixed_image``, ``z_start_mm``,
             ``levels`` (spacing, iterations, stop condition per level), ``seconds_by_stage``, options.
+        working_images: the SimpleITK working images ``(baseline, follow-up)`` (clamped HU, averaged down to
+            ``levels_mm[-1]``), kept for the deformable step (:func:`~.deformable.register_field`); not saved
+            by :meth:`to_dict` (None for a reused registration).
     """
 
     baseline_to_followup: AffineTransform
     metric_value: float
     seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+    working_images: tuple[Any, Any] | None = field(default=None, repr=False)
 
     @property
     def followup_to_baseline(self) -> AffineTransform:
@@ -320,7 +324,7 @@ def register_affine(
     info = {"metric": metric, "correlation": correlation, "overlap_fraction": overlap,
             "fixed_image": fixed_name, "z_start_mm": dz, "levels": level_info, "samples": n_samples,
             "seconds_by_stage": {k: round(v, 3) for k, v in stages.items()}, "fallback": fallback}
-    return RegistrationResult(forward, float(metric_value), seconds, info)
+    return RegistrationResult(forward, float(metric_value), seconds, info, (shrunk[0], shrunk[1]))
 
 
 def _is_poor(correlation: float) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,7 @@ from .lesions import Lesion
 from .confidence import BACKTRACK_MIN_MM, needs_check  # noqa: F401 (BACKTRACK_MIN_MM: re-exported)
 from .multistart import BACKTRACK_CONFIG, MultiStartConfig, track_point  # noqa: F401 (BACKTRACK_CONFIG: re-exported)
 from .refine import RefineConfig
+from .deformable import PairField
 from .registration import RegistrationResult, register_affine
 
 logger = logging.getLogger(__name__)
@@ -92,10 +94,13 @@ class LesionTracker:
         workers: lesions refined side by side (threads, one SimpleITK thread each): 0 = one per CPU core
             available to this process, 1 = one lesion at a time on all cores. Same results either way; on 2
             cores 11 lesions take 9.2 s side by side vs 12.3 s one at a time (docs/benchmarks.md).
+        deformable: for ``refine`` and ``tlt+refine``, register the whole pair deformably once
+            (:mod:`.deformable`, ≈ 1 s) and start every lesion where that field puts it; False: the affine
+            estimate (and the coarse search) only, as before.
     """
 
     def __init__(self, method: str = "auto", model: str | None = None, device: str = "auto",
-                 workers: int = 0) -> None:
+                 workers: int = 0, deformable: bool = True) -> None:
         if method not in (*METHODS, "auto"):
             raise InputError(f"unknown method {method!r}; choose one of {', '.join((*METHODS, 'auto'))}")
         if not isinstance(workers, int) or workers < 0:
@@ -107,6 +112,9 @@ class LesionTracker:
         self.baseline: Volume | None = None
         self.followup: Volume | None = None
         self.registration: RegistrationResult | None = None
+        self.deformable = deformable
+        self.field: PairField | None = None
+        self._field_lock = threading.Lock()
         self.timing_s: dict[str, float] = {}
 
     def resolved_method(self) -> str:
@@ -138,6 +146,7 @@ class LesionTracker:
         self.baseline, self.followup = baseline, followup
         self.registration = registration
         self.timing_s["registration"] = time.perf_counter() - t0
+        self.field = None  # made by the first track() that needs it (_pair_field)
         logger.info("registration: metric %.4f in %.2f s", registration.metric_value, registration.seconds)
         return registration
 
@@ -171,6 +180,10 @@ class LesionTracker:
         lesions = as_lesions(lesions)  # a generator would otherwise be used up by check_inside
         check_inside(self.baseline, lesions)
         method = self.resolved_method()
+        if method in ("refine", "tlt+refine") and self.deformable and self.field is None:
+            if progress:
+                progress(0.0, "deformable registration of the pair")
+            self._pair_field()  # once (timing_s["deformable"]), before the lesions run side by side
         t0 = time.perf_counter()
         if method == "tlt":  # one batched network pass for all lesions
             results = self._track_learned(lesions, with_heatmap, progress)
@@ -222,6 +235,23 @@ class LesionTracker:
                 for f in futures:
                     f.cancel()
                 raise
+
+    def _pair_field(self) -> PairField | None:
+        """The deformable field of the pair (:func:`~.deformable.register_field`), made once; None when off."""
+        if not self.deformable:
+            return None
+        if self.field is None:
+            assert self.registration is not None and self.baseline is not None and self.followup is not None
+            from .deformable import register_field
+
+            with self._field_lock:
+                if self.field is None:
+                    self.field = register_field(self.baseline, self.followup,
+                                                self.registration.baseline_to_followup,
+                                                images=self.registration.working_images)
+                    self.timing_s["deformable"] = self.field.seconds
+                    logger.info("deformable registration of the pair: %.2f s", self.field.seconds)
+        return self.field
 
     def check_model(self) -> None:
         """Load the model now when the method needs one (ModelFileError before any registration work)."""
@@ -306,7 +336,7 @@ class LesionTracker:
             starts = None if candidates_lps_mm is None else candidates_lps_mm.get(les.id)
             res = track_point(self.baseline, self.followup, les.center_lps_mm, les.radius_mm, forward,
                               candidates_lps_mm=starts, keep_maps=with_heatmap, backtrack=backtrack,
-                              config=config)
+                              config=config, pair_field=self._pair_field())
             center, confidence = res.center_lps_mm, res.confidence
             flags.extend(res.flags)
             extra["level_similarity"] = [round(v, 4) for v in res.level_similarity]

@@ -98,3 +98,23 @@ def test_lesion_at_the_edge_of_the_followup_is_flagged_with_low_confidence():
     assert "outside_followup" in out.flags
     assert out.confidence < 0.5
     assert out.info["edge_mm"] < 5.0
+
+
+def test_a_pair_field_gives_the_first_start_and_the_back_tracking_start(shifted):
+    """The affine is 25 mm off everywhere; a field that takes that up (constant u = wrong - truth) makes the
+    second start right: the affine start's result fails the check started at the field's inverse, the field
+    start's passes it (within 2 mm) and wins; no coarse start is needed."""
+    from TLTTrackerLib.deformable import PairField
+
+    baseline, followup, truth, wrong, centre = shifted
+    grid = Volume(np.zeros((20, 40, 40), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[4.0, 4.0, 8.0])
+    u = (wrong.translation_mm - truth.translation_mm).astype(np.float32)
+    field = PairField(wrong, np.broadcast_to(u, (20, 40, 40, 3)).copy(), grid)
+    target = truth.apply(centre)
+    assert np.allclose(field.to_followup(centre), target, atol=1e-3)
+    out = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field)
+    assert len(out.info["records"]) == 2 and out.info["chosen_start"] == 1
+    assert np.allclose(out.info["starts_lps_mm"][1], target, atol=1e-3)
+    assert out.info["records"][0]["miss_mm"] > 5.0 and out.info["backtrack_error_mm"] < 2.0
+    assert np.linalg.norm(out.center_lps_mm - target) < 1.5
+    assert "backtrack_mismatch" not in out.flags

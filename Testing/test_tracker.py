@@ -53,6 +53,20 @@ def test_results_carry_ids_methods_and_confidences(pair, tracked):
         np.testing.assert_allclose(r.followup_center_lps_mm, r.affine_center_lps_mm)
 
 
+def test_the_pair_field_is_made_once_for_refine_only(pair, tracked):
+    tracker, _ = tracked
+    assert tracker.field is not None and tracker.timing_s["deformable"] > 0  # made by the "auto" track
+    assert tracker.field.grid.array.ndim == 3
+    plain = LesionTracker(method="affine")
+    plain.set_pair(pair.baseline, pair.followup, registration=tracker.registration)
+    plain.track(pair.baseline_lesions[:1])
+    assert plain.field is None  # affine: no field
+    off = LesionTracker(method="auto", deformable=False)
+    off.set_pair(pair.baseline, pair.followup, registration=tracker.registration)
+    r = off.track(pair.baseline_lesions[:1])[0]
+    assert off.field is None and r.extra["starts"] >= 1
+
+
 def test_heatmap_peak_near_result(tracked):
     _, out = tracked
     r = out["auto"][0]

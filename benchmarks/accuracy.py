@@ -61,11 +61,11 @@ def peer_names(text: str) -> list[str]:
 
 
 def run_pair(sc: str, case: str, pair, methods: list[str], peers: list[str], peer_pair: bool, rows: list,
-             model: str | None = None) -> None:
+             model: str | None = None, deformable: bool = True) -> None:
     truth = {les.id: les for les in pair.followup_lesions}
     outside = set(pair.outside_followup_ids())
     seed = pair.info["seed"]
-    tracker = LesionTracker(method="affine", model=model)
+    tracker = LesionTracker(method="affine", model=model, deformable=deformable)
     t0 = time.perf_counter()
     tracker.set_pair(pair.baseline, pair.followup)
     reg_s = time.perf_counter() - t0
@@ -154,6 +154,8 @@ def main() -> int:
                     "from the TLT training data)")
     ap.add_argument("--merge", nargs="+", default=None, help="no run: tables from these --json files")
     ap.add_argument("--only-peer-pairs", action="store_true", help="skip the pairs the peers do not run on")
+    ap.add_argument("--no-deformable", action="store_true",
+                    help="refine without the pair's deformable field (the method before docs/benchmarks.md §9)")
     ap.add_argument("--cycle", action="store_true", help="also the truth-free HCC-011 acq1->2->3->1 cycle check")
     ap.add_argument("--png", default=None, help="error-CDF plot, one panel per scenario")
     ap.add_argument("--json", default=None, help="per-lesion rows (and cycle rows)")
@@ -183,7 +185,7 @@ def main() -> int:
                          and len(seen_cases) < args.peer_pairs)
             if peer_pair:
                 seen_cases.append(case)
-            run_pair(sc, case, pair, methods, peers, peer_pair, rows, args.model)
+            run_pair(sc, case, pair, methods, peers, peer_pair, rows, args.model, not args.no_deformable)
             if args.json:  # after every pair, so a stopped run keeps what it measured
                 Path(args.json).write_text(json.dumps({"rows": rows, "cycle": []}))
     all_methods = [*methods, *peers]

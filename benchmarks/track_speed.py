@@ -6,7 +6,7 @@ blob-like points from ``sample_training_points`` to reach 3, 7 and 11 lesions. E
 ``--repeats`` times in-process through ``TLTTrackerLib.cli.main`` and reports the median wall time and the
 CLI's own timing split; the per-extra-lesion cost is the slope between 3 and 11 lesions.
 
-    python benchmarks/track_speed.py [--method auto] [--repeats 3]
+    python benchmarks/track_speed.py [--method auto] [--repeats 3] [--no-deformable]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def main() -> int:
     ap.add_argument("--method", default="auto")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--counts", default="3,7,11")
+    ap.add_argument("--no-deformable", action="store_true", help="track with --no-deformable (the method before §9)")
     args = ap.parse_args()
     src = SHARED / "ct" / "lidc_0001.nii.gz"
     if not src.exists():
@@ -64,7 +65,7 @@ def main() -> int:
                 t0 = time.perf_counter()
                 rc = cli_main(["-q", "track", str(d / "baseline.nii.gz"), str(d / "followup.nii.gz"), "--lesions",
                                str(d / "lesions.json"), "--out", str(d / "r.json"), "--method", args.method,
-                               "--progress-json"])
+                               "--progress-json", *(["--no-deformable"] if args.no_deformable else [])])
                 walls.append(time.perf_counter() - t0)
                 assert rc == 0
                 timings.append(json.loads((d / "r.json").read_text(encoding="utf-8"))["timing_s"])

@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model file or registry name (methods tlt/auto)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=int, default=0, help="lesions refined side by side (0: one per CPU core)")
+    p.add_argument("--no-deformable", action="store_true",
+                   help="refine from the affine estimate only, without the pair's deformable registration (~1 s)")
     p.add_argument("--registration-in", help="reuse a registration saved by --registration-out")
     p.add_argument("--registration-out", help="save the registration (JSON) for reuse")
     p.add_argument("--heatmap-out", help="folder for per-lesion follow-up heatmaps (NIfTI), methods that make them")
@@ -189,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     lesions, frame = _gather_lesions(args)
     _check_paths(args, lesions)
-    tracker = LesionTracker(method=args.method, model=args.model, device=args.device, workers=args.workers)
+    tracker = LesionTracker(method=args.method, model=args.model, device=args.device, workers=args.workers,
+                            deformable=not args.no_deformable)
     tracker.check_model()  # a missing or bad model fails here, not after the registration
     registration = None
     if args.registration_in:

@@ -52,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto/cuda use cuda:LOCAL_RANK under torchrun")
     p.add_argument("--workers", type=int, default=0, help="lesions refined side by side (0: one per CPU core)")
+    p.add_argument("--no-deformable", action="store_true",
+                   help="refine from the affine estimate only, without the pair's deformable registration (~1 s)")
     p.add_argument("--overwrite", action="store_true", help="redo pairs that already have results.json")
 
 
@@ -167,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
     mine = shard(pairs, rank, world)
     method = LesionTracker(method=args.method).resolved_method()
     tracker = LesionTracker(method=args.method, model=args.model,
-                            device=_device_for_rank(method, args.device, local_rank), workers=args.workers)
+                            device=_device_for_rank(method, args.device, local_rank), workers=args.workers,
+                            deformable=not args.no_deformable)
     tracker.check_model()  # a missing or bad model fails once, here, not once per pair
     where = f"rank {rank}/{world}: " if world > 1 else ""
     logger.info("%s%d of %d pairs, method %s, device %s", where, len(mine), len(pairs), method, tracker.device)
