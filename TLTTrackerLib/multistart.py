@@ -65,6 +65,10 @@ class MultiStartConfig:
     field_backtrack: bool = True
     refine: RefineConfig = RefineConfig()
 
+    def __post_init__(self) -> None:
+        if self.field_starts not in ("first", "second", "replace"):
+            raise ValueError(f"field_starts must be 'first', 'second' or 'replace', got {self.field_starts!r}")
+
 
 @dataclass(frozen=True, eq=False)
 class PointResult:
@@ -107,7 +111,7 @@ def track_point(
     limit = config.max_starts
     if pair_field is not None:
         field_c = pair_field.to_followup(c)
-        base = {"replace": [field_c], "second": [affine_c, field_c]}.get(config.field_starts, [field_c, affine_c])
+        base = {"first": [field_c, affine_c], "second": [affine_c, field_c], "replace": [field_c]}[config.field_starts]
         limit += len(base) - 1
     extra = np.zeros((0, 3)) if candidates_lps_mm is None else np.asarray(candidates_lps_mm, float).reshape(-1, 3)
     limit += len(extra)

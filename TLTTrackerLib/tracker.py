@@ -25,9 +25,9 @@ from .errors import InputError, TLTError
 from .geometry import Volume
 from .lesions import Lesion
 from .confidence import BACKTRACK_MIN_MM, needs_check  # noqa: F401 (BACKTRACK_MIN_MM: re-exported)
+from .deformable import PairField
 from .multistart import BACKTRACK_CONFIG, MultiStartConfig, track_point  # noqa: F401 (BACKTRACK_CONFIG: re-exported)
 from .refine import RefineConfig
-from .deformable import PairField
 from .registration import RegistrationResult, register_affine
 
 logger = logging.getLogger(__name__)
@@ -95,8 +95,9 @@ class LesionTracker:
             available to this process, 1 = one lesion at a time on all cores. Same results either way; on 2
             cores 11 lesions take 9.2 s side by side vs 12.3 s one at a time (docs/benchmarks.md).
         deformable: for ``refine`` and ``tlt+refine``, register the whole pair deformably once
-            (:mod:`.deformable`, ≈ 1 s) and start every lesion where that field puts it; False: the affine
-            estimate (and the coarse search) only, as before.
+            (:mod:`.deformable`, ≈ 1.4 s on 2 cores): a lesion whose affine start does not back-track within
+            2 mm is refined again from where that field puts it, and every back-tracking check starts at the
+            field's inverse (:mod:`.multistart`); False: the affine estimate and the coarse search only.
     """
 
     def __init__(self, method: str = "auto", model: str | None = None, device: str = "auto",
@@ -164,10 +165,11 @@ class LesionTracker:
         Args:
             with_heatmap: attach each lesion's matching score map (a small LPS-aligned Volume, values in
                 [-1, 1], in the follow-up's physical frame) as ``TrackedLesion.heatmap``.
-            backtrack: refine from several starts (the affine estimate, ``candidates_lps_mm``, the coarse-search
-                peaks), track each result back to the baseline and keep the one that comes back nearest the input
-                centre (:mod:`.multistart`); the confidence combines that miss, the similarity, the coarse
-                search's ambiguity and the distance to the follow-up's edge (:mod:`.confidence`); when the miss
+            backtrack: refine from several starts (the affine estimate, the pair's deformable field's point,
+                ``candidates_lps_mm``, the coarse-search peaks), track each result back to the baseline and keep
+                the one that comes back nearest the input centre (:mod:`.multistart`); the confidence combines
+                that miss, the similarity, the lesion's own template and the distance to the follow-up's edge
+                (:mod:`.confidence`); when the miss
                 exceeds max(radius, ``BACKTRACK_MIN_MM``) add the flag ``"backtrack_mismatch"``. Off: one
                 refinement from the affine estimate, similarity-only confidence.
             candidates_lps_mm: per lesion id, ``(K, 3)`` extra follow-up start points (LPS mm), e.g. a learned
