@@ -36,7 +36,8 @@ from .transforms import AffineTransform
 @dataclass(frozen=True)
 class FieldConfig:
     """``levels``: (spacing mm, demons iterations, field smoothing in voxels) coarse to fine; ``max_step_voxels``:
-    demons' largest update per iteration; ``clip_hu``: the intensity window of both images."""
+    demons' largest update per iteration; ``clip_hu``: the intensity window of both images; ``threads``: SimpleITK
+    threads of each demons filter (0: SimpleITK's default, all cores)."""
 
     levels: tuple[tuple[float, int, float], ...] = ((16.0, 80, 1.25), (8.0, 60, 1.25), (4.0, 30, 1.25))
     max_step_voxels: float = 2.0

@@ -9,8 +9,8 @@
              check (:func:`backtrack_config`), started at D⁻¹(r) (the field's inverse; the affine's T⁻¹(r) without
              a field): miss = |back - c| (mm); the search ends at the first result that back-tracks within
              ``accept_miss_mm`` (one refinement when the first start is good: the field start is refined only
-             when the affine one fails that check); a coarse peak within ``min_jump_mm`` of a result already refined is
-             skipped (the two agree: no second refinement)
+             when the affine one fails that check); a coarse peak within ``min_jump_mm`` of a result already
+             refined is skipped (the two agree: no second refinement)
     keep the start whose result has the smallest back-tracking miss (ties: the first listed)
 
 Demons' own similarity after registration cannot pick the start: a deformable field matches wrong tissue well
@@ -53,7 +53,11 @@ class MultiStartConfig:
     refinements at most (the affine start counts); ``accept_miss_mm``: a result that back-tracks this close
     to the baseline centre ends the search (no coarse start is tried; on the tuning pairs this skipped 28 of 57
     second refinements and changed 4 results by -0.41..+0.08 mm); ``edge_margin_mm``: see the module
-    docstring; ``candidates_first``: see the module docstring (``tlt+refine``: the network's point first)."""
+    docstring; ``candidates_first``: see the module docstring (``tlt+refine``: the network's point first);
+    ``field_starts``: with a pair field, ``"second"`` refines the field's start after the affine one, ``"first"``
+    before it (tuning seeds 0–3: "second" better on standard, abdomen and fov-edge, equal on the motion
+    scenarios; docs/benchmarks.md §9); ``field_backtrack``: start the back-tracking check at the field's
+    inverse, else at the affine's (the affine's lost large-motion 0.750 -> 0.607 CPM@10mm on those seeds)."""
 
     coarse: CoarseConfig | None = CoarseConfig()
     min_jump_mm: float = 8.0
@@ -66,8 +70,8 @@ class MultiStartConfig:
     refine: RefineConfig = RefineConfig()
 
     def __post_init__(self) -> None:
-        if self.field_starts not in ("first", "second", "replace"):
-            raise ValueError(f"field_starts must be 'first', 'second' or 'replace', got {self.field_starts!r}")
+        if self.field_starts not in ("first", "second"):
+            raise ValueError(f"field_starts must be 'first' or 'second', got {self.field_starts!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,8 +115,8 @@ def track_point(
     limit = config.max_starts
     if pair_field is not None:
         field_c = pair_field.to_followup(c)
-        base = {"first": [field_c, affine_c], "second": [affine_c, field_c], "replace": [field_c]}[config.field_starts]
-        limit += len(base) - 1
+        base = [field_c, affine_c] if config.field_starts == "first" else [affine_c, field_c]
+        limit += 1
     extra = np.zeros((0, 3)) if candidates_lps_mm is None else np.asarray(candidates_lps_mm, float).reshape(-1, 3)
     limit += len(extra)
     candidates: list[np.ndarray] = []

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -115,7 +114,6 @@ class LesionTracker:
         self.registration: RegistrationResult | None = None
         self.deformable = deformable
         self.field: PairField | None = None
-        self._field_lock = threading.Lock()
         self.timing_s: dict[str, float] = {}
 
     def resolved_method(self) -> str:
@@ -147,7 +145,7 @@ class LesionTracker:
         self.baseline, self.followup = baseline, followup
         self.registration = registration
         self.timing_s["registration"] = time.perf_counter() - t0
-        self.field = None  # made by the first track() that needs it (_pair_field)
+        self.field = None  # made by the first track() that needs it (_make_field)
         logger.info("registration: metric %.4f in %.2f s", registration.metric_value, registration.seconds)
         return registration
 
@@ -183,9 +181,7 @@ class LesionTracker:
         check_inside(self.baseline, lesions)
         method = self.resolved_method()
         if method in ("refine", "tlt+refine") and self.deformable and self.field is None:
-            if progress:
-                progress(0.0, "deformable registration of the pair")
-            self._pair_field()  # once (timing_s["deformable"]), before the lesions run side by side
+            self._make_field(progress)  # once per pair, before the lesions run side by side
         t0 = time.perf_counter()
         if method == "tlt":  # one batched network pass for all lesions
             results = self._track_learned(lesions, with_heatmap, progress)
@@ -238,22 +234,17 @@ class LesionTracker:
                     f.cancel()
                 raise
 
-    def _pair_field(self) -> PairField | None:
-        """The deformable field of the pair (:func:`~.deformable.register_field`), made once; None when off."""
-        if not self.deformable:
-            return None
-        if self.field is None:
-            assert self.registration is not None and self.baseline is not None and self.followup is not None
-            from .deformable import register_field
+    def _make_field(self, progress: ProgressFn | None) -> None:
+        """The pair's deformable field (:func:`~.deformable.register_field`) into ``self.field``."""
+        assert self.registration is not None and self.baseline is not None and self.followup is not None
+        from .deformable import register_field
 
-            with self._field_lock:
-                if self.field is None:
-                    self.field = register_field(self.baseline, self.followup,
-                                                self.registration.baseline_to_followup,
-                                                images=self.registration.working_images)
-                    self.timing_s["deformable"] = self.field.seconds
-                    logger.info("deformable registration of the pair: %.2f s", self.field.seconds)
-        return self.field
+        if progress:
+            progress(0.0, "deformable registration of the pair")
+        self.field = register_field(self.baseline, self.followup, self.registration.baseline_to_followup,
+                                    images=self.registration.working_images)
+        self.timing_s["deformable"] = self.field.seconds
+        logger.info("deformable registration of the pair: %.2f s", self.field.seconds)
 
     def check_model(self) -> None:
         """Load the model now when the method needs one (ModelFileError before any registration work)."""
@@ -338,7 +329,7 @@ class LesionTracker:
             starts = None if candidates_lps_mm is None else candidates_lps_mm.get(les.id)
             res = track_point(self.baseline, self.followup, les.center_lps_mm, les.radius_mm, forward,
                               candidates_lps_mm=starts, keep_maps=with_heatmap, backtrack=backtrack,
-                              config=config, pair_field=self._pair_field())
+                              config=config, pair_field=self.field)
             center, confidence = res.center_lps_mm, res.confidence
             flags.extend(res.flags)
             extra["level_similarity"] = [round(v, 4) for v in res.level_similarity]
