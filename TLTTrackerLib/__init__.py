@@ -27,7 +27,7 @@ _LAZY = {
     "register_affine": "registration",
     "RegistrationResult": "registration",
     "LesionTracker": "tracker",
-    "TrackedLesion": "tracker",
+    "TrackedLesion": "tracked_lesion",
 }
 
 

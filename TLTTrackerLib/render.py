@@ -34,7 +34,7 @@ def render_tracking_png(
 ) -> Path:
     """Write a PNG with one row per tracked lesion (see module docstring). Returns the path.
 
-    ``results`` are :class:`~TLTTrackerLib.tracker.TrackedLesion`; ``truth_lps_mm`` maps id -> true LPS centre.
+    ``results`` are :class:`~TLTTrackerLib.tracked_lesion.TrackedLesion`; ``truth_lps_mm`` maps id -> true LPS centre.
     """
     import matplotlib
 

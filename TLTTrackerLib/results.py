@@ -128,7 +128,7 @@ def format_table(payload: dict[str, Any]) -> str:
 def results_from_dict(payload: dict[str, Any]) -> list[Any]:
     """RESULTS.json structure -> TrackedLesion list (centres converted back to LPS)."""
     from .lesions import from_frame
-    from .tracker import TrackedLesion
+    from .tracked_lesion import TrackedLesion
 
     frame = payload.get("coordinate_system", "LPS")
     out = []

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -23,10 +23,11 @@ import numpy as np
 from .errors import InputError, TLTError
 from .geometry import Volume
 from .lesions import Lesion
-from .confidence import BACKTRACK_MIN_MM, needs_check  # noqa: F401 (BACKTRACK_MIN_MM: re-exported)
+from .confidence import BACKTRACK_MIN_MM  # noqa: F401 (re-exported)
 from .deformable import PairField
 from .multistart import BACKTRACK_CONFIG, MultiStartConfig, track_point  # noqa: F401 (BACKTRACK_CONFIG: re-exported)
 from .refine import RefineConfig
+from .tracked_lesion import TrackedLesion
 from .registration import RegistrationResult, register_affine
 
 logger = logging.getLogger(__name__)
@@ -42,45 +43,6 @@ AUTO_METHOD = "refine"  # best measured method without a model (docs/benchmarks.
 
 class Cancelled(TLTError):
     """The user cancelled tracking."""
-
-
-@dataclass(frozen=True, eq=False)
-class TrackedLesion:
-    """Where one baseline lesion is in the follow-up scan.
-
-    Attributes:
-        id: the lesion's id.
-        baseline_center_lps_mm: ``(3,)`` the input centre on the baseline.
-        followup_center_lps_mm: ``(3,)`` the tracked centre on the follow-up.
-        radius_mm: the input radius.
-        method: the method that produced ``followup_center_lps_mm``.
-        confidence: in [0, 1]; low means "check this one"; NaN when the method has no confidence measure
-            ("affine": flag ``"no_confidence_measure"``; an untrained model: flag ``"untrained_model"``).
-        affine_center_lps_mm: ``(3,)`` the registration-only estimate.
-        flags: warnings such as ``"outside_followup"`` or ``"backtrack_mismatch"``.
-        heatmap: optional follow-up likelihood as a Volume (follow-up geometry), when requested.
-    """
-
-    id: str
-    baseline_center_lps_mm: np.ndarray
-    followup_center_lps_mm: np.ndarray
-    radius_mm: float
-    method: str
-    confidence: float
-    affine_center_lps_mm: np.ndarray
-    flags: tuple[str, ...] = ()
-    heatmap: Volume | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def needs_check(self) -> bool:
-        """True when the confidence is below ``confidence.CHECK_THRESHOLD`` or unknown: check by eye."""
-        return needs_check(self.confidence)
-
-    @property
-    def displacement_mm(self) -> float:
-        """Distance between the baseline and follow-up centres in mm (meaningful when frames are shared)."""
-        return float(np.linalg.norm(self.followup_center_lps_mm - self.baseline_center_lps_mm))
 
 
 class LesionTracker:

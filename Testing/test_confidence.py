@@ -57,7 +57,7 @@ def test_needs_check_threshold_and_unknown():
 
 def test_results_json_and_table_mark_low_confidence_for_checking():
     from TLTTrackerLib.results import format_table, results_to_dict
-    from TLTTrackerLib.tracker import TrackedLesion
+    from TLTTrackerLib.tracked_lesion import TrackedLesion
 
     def tracked(name, confidence):
         c = np.array([1.0, 2.0, 3.0])

@@ -27,7 +27,7 @@ from TLTTrackerMRML import (  # noqa: E402
 )
 from TLTTrackerLib.errors import InputError  # noqa: E402
 from TLTTrackerLib.geometry import Volume, lps_to_ras  # noqa: E402
-from TLTTrackerLib.tracker import TrackedLesion  # noqa: E402
+from TLTTrackerLib.tracked_lesion import TrackedLesion  # noqa: E402
 
 
 @pytest.fixture
