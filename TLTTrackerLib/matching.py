@@ -225,36 +225,6 @@ def subvoxel_at(score: np.ndarray, index: np.ndarray) -> np.ndarray:
     return refined
 
 
-def lesion_match(
-    baseline: Volume,
-    followup: Volume,
-    center_lps_mm: np.ndarray,
-    point_lps_mm: np.ndarray,
-    radius_mm: float,
-    linear_inv: np.ndarray,
-    resolution_mm: tuple[np.ndarray, np.ndarray],
-    spacing_mm: float = 0.5,
-    clip_hu: tuple[float, float] = (-1000.0, 200.0),
-) -> float:
-    """Weighted NCC (in [-1, 1]) of the baseline lesion at ``center_lps_mm`` and the follow-up at ``point_lps_mm``:
-    both sampled on one 0.5 mm grid (the baseline through ``linear_inv``, the registration's inverse linear part),
-    blurred to a common resolution (``resolution_mm``: per-axis x, y, z mm of baseline and follow-up), weighted by
-    a Gaussian of ``sigma = max(2 mm, 1.2 radius)`` (the lesion and a rim of its surroundings). A check of the
-    lesion itself, where the region registration matched the tissue around it."""
-    s = spacing_mm
-    sigma = max(2.0, 1.2 * radius_mm)
-    h = int(np.ceil(2.5 * sigma / s))
-    template, t_in = sample_patch(baseline, np.asarray(center_lps_mm, float), (h, h, h), s, linear_inv,
-                                  return_mask=True)
-    image, i_in = sample_patch(followup, np.asarray(point_lps_mm, float), (h, h, h), s, None, return_mask=True)
-    res_b, res_f = resolution_mm
-    target = np.maximum(np.maximum(res_b, res_f), s)
-    a = match_resolution(np.clip(template, *clip_hu), np.maximum(res_b, s), target, s).astype(np.float64)
-    b = match_resolution(np.clip(image, *clip_hu), np.maximum(res_f, s), target, s).astype(np.float64)
-    w = np.exp(-0.5 * np.sum(patch_offsets_mm((h, h, h), s) ** 2, axis=-1) / sigma**2) * (t_in & i_in)
-    return float(np.clip(weighted_ncc(a, b, w), -1.0, 1.0))
-
-
 def weighted_ncc(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> float:
     """NCC of two arrays of one shape at one position, each voxel counting with ``weight`` (≥ 0; normalised
     here). 0 when the weights sum to 0 or either array is flat under them."""

@@ -299,6 +299,9 @@ class LesionTracker:
                 extra["backtrack_error_mm"] = round(res.info["backtrack_error_mm"], 3)
             if "lesion_ncc" in res.info:
                 extra["lesion_ncc"] = round(res.info["lesion_ncc"], 4)
+            for key in ("snap_mm", "field_gap_mm"):
+                if key in res.info:
+                    extra[key] = round(res.info[key], 3)
             if res.info.get("coarse") is not None:
                 extra["coarse_gap"] = round(res.info["coarse"].gap, 4)
             extra["starts"] = len(res.info["records"])

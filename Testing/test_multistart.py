@@ -118,3 +118,14 @@ def test_a_pair_field_gives_the_first_start_and_the_back_tracking_start(shifted)
     assert out.info["records"][0]["miss_mm"] > 5.0 and out.info["backtrack_error_mm"] < 2.0
     assert np.linalg.norm(out.center_lps_mm - target) < 1.5
     assert "backtrack_mismatch" not in out.flags
+
+
+def test_a_small_lesion_snaps_and_a_large_one_does_not(shifted):
+    baseline, followup, truth, _, centre = shifted
+    good = AffineTransform(np.eye(3), truth.translation_mm + np.array([1.0, -1.0, 0.5]))
+    small = track_point(baseline, followup, centre, 2.0, good)
+    large = track_point(baseline, followup, centre, 6.0, good)
+    off = track_point(baseline, followup, centre, 2.0, good, config=MultiStartConfig(snap_mm=0.0))
+    assert "snap_mm" in small.info and "snap_mm" not in large.info and "snap_mm" not in off.info
+    assert np.linalg.norm(small.center_lps_mm - truth.apply(centre)) < 0.5
+    assert small.info["lesion_ncc"] > 0.9

@@ -76,3 +76,43 @@ def test_trim_box_cuts_faces_mostly_outside_a_scan():
     assert box[2] == slice(0, 18)
     # never closer than min_keep to the centre, even where the scan ends nearer
     assert _trim_box(inside, h=10, min_keep=6)[0] == slice(4, 21)
+
+
+def test_quantile_map_undoes_a_monotone_intensity_change():
+    import SimpleITK as sitk
+
+    from TLTTrackerLib.refine import quantile_map, remap
+
+    values = np.random.default_rng(0).normal(0.0, 300.0, size=(20, 20, 20)).astype(np.float32)
+    changed = np.where(values > 0, values * 1.3 + 40.0, values)  # soft tissue brighter, the rest as it was
+    fixed, moving = sitk.GetImageFromArray(values), sitk.GetImageFromArray(changed.astype(np.float32))
+    back = sitk.GetArrayFromImage(remap(moving, quantile_map(fixed, moving, points=31)))
+    inner = (values > -700) & (values < 700)  # within the map's end knots
+    assert np.median(np.abs(back - values)[inner]) < 10.0
+    assert np.median(np.abs(changed - values)[inner & (values > 0)]) > 30.0
+
+
+def test_remap_shifts_beyond_its_end_knots():
+    import SimpleITK as sitk
+
+    from TLTTrackerLib.refine import remap
+
+    image = sitk.GetImageFromArray(np.array([[[-50.0, 0.0, 50.0, 100.0, 300.0]]], np.float32))
+    out = sitk.GetArrayFromImage(remap(image, (np.array([0.0, 100.0]), np.array([10.0, 210.0])))).ravel()
+    np.testing.assert_allclose(out, [-40.0, 10.0, 110.0, 210.0, 410.0])
+
+
+def test_refine_with_intensity_matching_tracks_through_a_contrast_change():
+    baseline = _textured_ct(0)
+    truth_t = AffineTransform.about_center(np.eye(3), baseline.center_lps_mm(), np.array([3.0, -2.0, 2.0]))
+    reference = Volume(np.zeros((40, 100, 100), np.int16), origin_lps_mm=truth_t.apply(baseline.center_lps_mm()) - [50, 50, 60],
+                       spacing_mm=[1.1, 1.1, 3.0])
+    followup = warp_volume(baseline, reference, truth_t.inverse())
+    v = followup.array.astype(np.float32)
+    window = (v > -200) & (v < 300)
+    v[window] += 60.0 * np.sin(np.pi * (v[window] + 200) / 500) ** 2  # enhancement of soft tissue (monotone)
+    followup = Volume(v.astype(np.int16), followup.origin_lps_mm, followup.spacing_mm, followup.direction)
+    centre = baseline.index_kji_to_lps([30, 50, 55])
+    res = refine_center(baseline, followup, centre, 6.0, AffineTransform.identity(),
+                        config=RefineConfig(match_intensity=True))
+    assert np.linalg.norm(res.center_lps_mm - truth_t.apply(centre)) < 1.0

@@ -1,0 +1,54 @@
+"""The lesion's own template: its match score at a point and the snap to its best match."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import gaussian_filter, shift
+
+from TLTTrackerLib.geometry import Volume
+from TLTTrackerLib.lesion_template import lesion_match, snap_to_lesion
+from TLTTrackerLib.matching import axis_resolution_mm
+
+
+def _pair(offset_zyx=(2, -3, 4)):
+    """A textured baseline and the same texture moved by ``offset_zyx`` voxels (1 mm), identity geometry."""
+    texture = gaussian_filter(np.random.default_rng(3).normal(size=(40, 48, 48)), 1.5) * 100
+    base = Volume(texture.astype(np.float32), np.zeros(3), np.ones(3))
+    moved = Volume(shift(texture, offset_zyx, order=1).astype(np.float32), np.zeros(3), np.ones(3))
+    return base, moved, (axis_resolution_mm(base), axis_resolution_mm(moved))
+
+
+def test_lesion_match_is_high_at_the_lesion_and_low_beside_it():
+    base, moved, res = _pair()
+    c = np.array([24.0, 24.0, 20.0])
+    at = lesion_match(base, moved, c, c + np.array([4.0, -3.0, 2.0]), 2.0, np.eye(3), res)  # x y z = shift's z y x
+    beside = lesion_match(base, moved, c, c + np.array([8.0, 1.0, -2.0]), 2.0, np.eye(3), res)
+    assert at > 0.95 and beside < 0.5
+
+
+def test_snap_moves_a_point_a_millimetre_off_onto_the_lesion():
+    base, moved, res = _pair()
+    c = np.array([24.0, 24.0, 20.0])
+    truth = c + np.array([4.0, -3.0, 2.0])
+    point, ncc = snap_to_lesion(base, moved, c, truth + np.array([1.2, -0.8, 0.7]), 2.0, np.eye(3), res)
+    np.testing.assert_allclose(point, truth, atol=0.25)
+    assert ncc > 0.95
+
+
+def test_snap_keeps_the_coordinate_along_a_coarse_axis():
+    base, moved, res = _pair()
+    coarse = (res[0], res[1] * np.array([1.0, 1.0, 5.0]))  # a 5 mm follow-up along z
+    c = np.array([24.0, 24.0, 20.0])
+    truth = c + np.array([4.0, -3.0, 2.0])
+    start = truth + np.array([1.2, -0.8, 0.7])
+    point, _ = snap_to_lesion(base, moved, c, start, 2.0, np.eye(3), coarse)
+    assert point[2] == start[2]
+    np.testing.assert_allclose(point[:2], truth[:2], atol=0.35)
+
+
+def test_snap_stays_within_its_search_box():
+    base, moved, res = _pair()
+    c = np.array([24.0, 24.0, 20.0])
+    start = c + np.array([4.0, -3.0, 2.0]) + np.array([6.0, 0.0, 0.0])
+    point, _ = snap_to_lesion(base, moved, c, start, 2.0, np.eye(3), res, search_mm=2.5)
+    assert np.all(np.abs(point - start) <= 2.5 + 0.5 + 1e-9)
