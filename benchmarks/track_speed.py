@@ -6,7 +6,11 @@ blob-like points from ``sample_training_points`` to reach 3, 7 and 11 lesions. E
 ``--repeats`` times in-process through ``TLTTrackerLib.cli.main`` and reports the median wall time and the
 CLI's own timing split; the per-extra-lesion cost is the slope between 3 and 11 lesions.
 
-    python benchmarks/track_speed.py [--method auto] [--repeats 3] [--no-deformable]
+    python benchmarks/track_speed.py [--method auto] [--repeats 3] [--no-deformable] [--keep DIR]
+
+``--keep DIR`` leaves the pair and the last lesion file in DIR (for timing ``tlt-tracker track`` as a fresh
+command: ``/usr/bin/time -f "%e s %M KB" tlt-tracker -q track DIR/baseline.nii.gz DIR/followup.nii.gz
+--lesions DIR/lesions.json --out DIR/r.json``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--counts", default="3,7,11")
     ap.add_argument("--no-deformable", action="store_true", help="track with --no-deformable (the method before §9)")
+    ap.add_argument("--keep", default=None, help="write the pair here and leave it (default: a temporary folder)")
     args = ap.parse_args()
     src = SHARED / "ct" / "lidc_0001.nii.gz"
     if not src.exists():
@@ -53,7 +58,8 @@ def main() -> int:
     lesions += [Lesion(f"P{i + 1}", p, 5.0) for i, p in enumerate(extra)]
     pair = make_pair(volume, lesions, np.random.default_rng(0))
     with tempfile.TemporaryDirectory() as tmp:
-        d = Path(tmp)
+        d = Path(args.keep or tmp)
+        d.mkdir(parents=True, exist_ok=True)
         write_volume(pair.baseline, d / "baseline.nii.gz")
         write_volume(pair.followup, d / "followup.nii.gz")
         print(f"baseline {pair.baseline.shape_kji[::-1]} voxels, follow-up {pair.followup.shape_kji[::-1]} voxels (x, y, z)")
