@@ -113,7 +113,8 @@ def track_point(
             refined after the affine start and before the coarse peaks, on top of ``max_starts``.
         pair_field: the pair's deformable field (:func:`~.deformable.register_field`): a second start, and the
             back-tracking check's start; None: the affine alone.
-        backtrack: off = refine from the affine start only, no selection, similarity-only confidence.
+        backtrack: off = refine from the affine start only, no selection, similarity-only confidence (the snap
+            of a small lesion still applies).
     """
     c = np.asarray(center_lps_mm, dtype=float)
     affine_c = baseline_to_followup.apply(c)

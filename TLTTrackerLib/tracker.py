@@ -131,7 +131,8 @@ class LesionTracker:
                 that miss, the similarity, the lesion's own template and the distance to the follow-up's edge
                 (:mod:`.confidence`); when the miss
                 exceeds max(radius, ``BACKTRACK_MIN_MM``) add the flag ``"backtrack_mismatch"``. Off: one
-                refinement from the affine estimate, similarity-only confidence.
+                refinement from the affine estimate, similarity-only confidence (a small lesion still snaps onto
+                its own template, :mod:`.lesion_template`).
             candidates_lps_mm: per lesion id, ``(K, 3)`` extra follow-up start points (LPS mm), e.g. a learned
                 prediction; refined after the affine start, kept when they back-track best.
         """
