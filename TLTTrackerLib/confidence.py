@@ -9,10 +9,11 @@ The confidence (in [0, 1]) multiplies what is known after tracking one lesion (:
     ambiguity   1 - exp(-gap / GAP_SCALE): gap = best minus second-best peak of the coarse search; off
                 (GAP_SCALE = 0): it lowered the hit/miss separation on the tuning seeds
     lesion      clip(LESION_MATCH_OFFSET + ncc, 0, 1) for lesions of radius ≤ LESION_MATCH_MAX_RADIUS_MM:
-                ncc = the lesion's own template match at the result (:func:`~.lesion_template.lesion_match`); the region
-                registration can match the tissue around a small lesion and miss the lesion (tuning seeds 0–3,
-                all scenarios: pooled AUC 0.808 -> 0.833 as run; for larger lesions it added at most 0.013: left
-                out)
+                ncc = the lesion's own template match at the result (:func:`~.lesion_template.lesion_match`;
+                for a snapped lesion, r ≤ 3 mm, the snap's peak, :func:`~.lesion_template.snap_to_lesion`); the
+                region registration can match the tissue around a small lesion and miss the lesion (tuning seeds
+                0–3, all scenarios: pooled AUC 0.808 -> 0.833 as run; for larger lesions it added at most 0.013:
+                left out)
     mismatch    a result flagged ``backtrack_mismatch`` (miss > s) is capped at MISMATCH_CAP: flagged means "check"
     edge        a point within ``edge_margin_mm`` of the follow-up's coverage (or outside) is capped at
                 EDGE_CAP: its surroundings are cut off, so the match is a guess
