@@ -9,7 +9,7 @@ lesion itself fixes it: the baseline around the lesion centre ``c`` is the templ
                                            inverse linear part (the template in the follow-up's frame)
     weight(g)   = exp(-|g|² / 2σ²),        σ = max(2 mm, 1.2 r): the lesion and a rim of its surroundings
 
-both images clipped to ``clip_hu`` and blurred to a common resolution per axis (:func:`~.matching.match_resolution`),
+both images clipped to ``CLIP_HU`` and blurred to a common resolution per axis (:func:`~.matching.match_resolution`),
 and the weighted NCC of the template and the follow-up at a point ``p`` is ``lesion_match``; ``snap_to_lesion``
 moves ``p`` to the best-scoring shift within ±``search_mm`` (sub-voxel parabolic peak). Along an axis whose common
 resolution is coarser than ``lock_above_mm`` (a 5–8 mm follow-up's z) the peak is too flat to place: the point
@@ -91,15 +91,8 @@ def snap_to_lesion(
     b, inside = _image(followup, point_lps_mm, h + k, resolution_mm[1], target)
     score = masked_ncc_map(a, b, w, inside)  # (2k+1)³, node (k, k, k) = no shift
     locked = np.asarray(target, float)[::-1] > lock_above_mm  # z, y, x
-    view = score.copy()
-    for axis in np.flatnonzero(locked):
-        away = np.ones(view.shape[axis], bool)
-        away[k] = False
-        index = [slice(None)] * 3
-        index[axis] = away
-        view[tuple(index)] = -np.inf
-    peak = np.array(np.unravel_index(int(np.argmax(view)), view.shape))
-    refined = subvoxel_at(np.where(np.isfinite(view), view, -1.0), peak)
-    refined[locked] = k
-    shift_zyx = (refined - k) * SPACING_MM
-    return np.asarray(point_lps_mm, float) + shift_zyx[::-1], float(np.clip(score[tuple(peak)], -1.0, 1.0))
+    # along a locked axis only the no-shift plane counts (size 1 there: subvoxel_at leaves that axis alone)
+    plane = score[tuple(slice(k, k + 1) if lock else slice(None) for lock in locked)]
+    peak = np.array(np.unravel_index(int(np.argmax(plane)), plane.shape))
+    shift_zyx = (subvoxel_at(plane, peak) + np.where(locked, k, 0) - k) * SPACING_MM
+    return np.asarray(point_lps_mm, float) + shift_zyx[::-1], float(np.clip(plane[tuple(peak)], -1.0, 1.0))

@@ -144,11 +144,8 @@ def refine_center(
     center, confidence = start, 0.1
     intensity_map = None
     for n, level in enumerate(config.levels):
-        fixed, moving = _level_images(baseline, followup, c, start, linear_inv, level, res, config)
-        if config.match_intensity:
-            if intensity_map is None:
-                intensity_map = quantile_map(fixed, moving)
-            moving = remap(moving, intensity_map)
+        fixed, moving, intensity_map = _level_images(baseline, followup, c, start, linear_inv, level, res, config,
+                                                     intensity_map)
         if n == 0 and config.affine_iterations > 0:
             displacement = _local_affine_field(fixed, moving, config.affine_iterations, config.max_shift_mm,
                                                config.threads, config.affine_sampling)
@@ -168,8 +165,11 @@ def refine_center(
     return RefineResult(center, tuple(scores), confidence, fell_back="reason" in info, info=info)
 
 
-def _level_images(baseline, followup, c, start, linear_inv, level: DemonsLevel, res, config: RefineConfig):
-    """The (fixed, moving) SimpleITK images of one level; origin = offset (mm) of voxel 0 from the start point.
+def _level_images(baseline, followup, c, start, linear_inv, level: DemonsLevel, res, config: RefineConfig,
+                  intensity_map: tuple[np.ndarray, np.ndarray] | None = None):
+    """The (fixed, moving) SimpleITK images of one level, origin = offset (mm) of voxel 0 from the start point,
+    and the intensity map applied to ``moving`` (``config.match_intensity``: ``intensity_map``, or fitted here on
+    this level when None; else None).
 
     Faces of the region that lie mostly outside either scan are cut off (:func:`_trim_box`): demons has no masks,
     and air where a scan ends would pull the field.
@@ -184,39 +184,35 @@ def _level_images(baseline, followup, c, start, linear_inv, level: DemonsLevel, 
     target = np.maximum(np.maximum(res[0], res[1]), s)
     fixed = match_resolution(np.clip(fixed[box], *config.clip_hu), np.maximum(res[0], s), target, s)
     moving = match_resolution(np.clip(moving[box], *config.clip_hu), np.maximum(res[1], s), target, s)
+    fixed, moving = fixed.astype(np.float32), moving.astype(np.float32)
+    if config.match_intensity:
+        intensity_map = quantile_map(fixed, moving) if intensity_map is None else intensity_map
+        moving = remap(moving, intensity_map)
     images = []
     for patch in (fixed, moving):
-        image = sitk.GetImageFromArray(patch.astype(np.float32))
+        image = sitk.GetImageFromArray(patch)
         image.SetSpacing((s, s, s))
         image.SetOrigin(tuple(float((b.start - h) * s) for b in box[::-1]))  # x, y, z offset of voxel 0
         images.append(image)
-    return images[0], images[1]
+    return images[0], images[1], intensity_map if config.match_intensity else None
 
 
-def quantile_map(fixed, moving, points: int = 15) -> tuple[np.ndarray, np.ndarray]:
-    """The monotone intensity map that gives ``moving`` the histogram of ``fixed`` (SimpleITK images):
+def quantile_map(fixed: np.ndarray, moving: np.ndarray, points: int = 15) -> tuple[np.ndarray, np.ndarray]:
+    """The monotone intensity map that gives ``moving`` the histogram of ``fixed`` (arrays of any shape):
     ``(moving quantiles, fixed quantiles)`` at ``points`` levels from 0.5 to 99.5 %, for :func:`remap`."""
-    import SimpleITK as sitk
-
     q = np.linspace(0.5, 99.5, points)
-    qf = np.percentile(sitk.GetArrayViewFromImage(fixed), q)
-    qm = np.percentile(sitk.GetArrayViewFromImage(moving), q)
+    qf, qm = np.percentile(fixed, q), np.percentile(moving, q)
     keep = np.concatenate([[True], np.diff(qm) > 1e-3])  # strictly increasing knots
     return qm[keep], np.maximum.accumulate(qf[keep])
 
 
-def remap(image, intensity_map: tuple[np.ndarray, np.ndarray]):
-    """``image`` (SimpleITK) through the piecewise-linear map of :func:`quantile_map`; beyond its end knots the
-    map shifts (slope 1): a lesion brighter than the region's 99.5 % keeps its contrast."""
-    import SimpleITK as sitk
-
+def remap(values: np.ndarray, intensity_map: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``values`` through the piecewise-linear map of :func:`quantile_map` (float32, same shape); beyond its end
+    knots the map shifts (slope 1): a lesion brighter than the region's 99.5 % keeps its contrast."""
     qm, qf = intensity_map
-    v = sitk.GetArrayFromImage(image).astype(np.float64)
+    v = np.asarray(values, dtype=np.float64)
     mapped = np.interp(v, qm, qf)
-    mapped = np.where(v < qm[0], v - qm[0] + qf[0], np.where(v > qm[-1], v - qm[-1] + qf[-1], mapped))
-    out = sitk.GetImageFromArray(mapped.astype(np.float32))
-    out.CopyInformation(image)
-    return out
+    return np.where(v < qm[0], v - qm[0] + qf[0], np.where(v > qm[-1], v - qm[-1] + qf[-1], mapped)).astype(np.float32)
 
 
 def _trim_box(inside: np.ndarray, h: int, min_keep: int) -> tuple[slice, slice, slice]:
