@@ -25,7 +25,7 @@ ends would pull the field: faces of the region mostly outside a scan are cut off
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -122,6 +122,7 @@ def refine_center(
     config: RefineConfig = RefineConfig(),
     start_lps_mm: np.ndarray | None = None,
     keep_maps: bool = False,
+    prior: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> RefineResult:
     """Track one lesion centre from ``baseline`` into ``followup`` (see module docstring).
 
@@ -132,6 +133,9 @@ def refine_center(
         start_lps_mm: follow-up start point (default: the affine image of the centre).
         keep_maps: also return a lesion-template NCC map around the result in ``info["maps"]`` as
             ``[(score (Z, Y, X), origin_lps_mm (3,), spacing_mm)]``: node (0, 0, 0) at ``origin``, LPS-aligned axes.
+        prior: the first level's demons starts from this displacement instead of the local affine: offsets
+            ``g`` ``(N, 3)`` mm (x, y, z, from the start point) -> ``d(g)`` ``(N, 3)`` mm, ITK convention
+            ``fixed(g) ≈ moving(g + d(g))`` (e.g. a whole-pair field's local shape, :mod:`.multistart`).
     """
     c = np.asarray(center_lps_mm, dtype=float)
     start = baseline_to_followup.apply(c) if start_lps_mm is None else np.asarray(start_lps_mm, dtype=float)
@@ -146,7 +150,9 @@ def refine_center(
     for n, level in enumerate(config.levels):
         fixed, moving, intensity_map = _level_images(baseline, followup, c, start, linear_inv, level, res, config,
                                                      intensity_map)
-        if n == 0 and config.affine_iterations > 0:
+        if n == 0 and prior is not None:
+            displacement = _prior_field(fixed, prior)
+        elif n == 0 and config.affine_iterations > 0:
             displacement = _local_affine_field(fixed, moving, config.affine_iterations, config.max_shift_mm,
                                                config.threads, config.affine_sampling)
         displacement = _demons(fixed, moving, displacement, level.iterations, level.smoothing_mm / level.spacing_mm,
@@ -261,6 +267,18 @@ def _local_affine_field(fixed, moving, iterations: int, max_shift_mm: float, thr
         return None
     return sitk.TransformToDisplacementField(transform, sitk.sitkVectorFloat64, fixed.GetSize(), fixed.GetOrigin(),
                                              fixed.GetSpacing(), fixed.GetDirection())
+
+
+def _prior_field(fixed, prior: Callable[[np.ndarray], np.ndarray]):
+    """``prior`` (:func:`refine_center`) evaluated at every node of the fixed grid: a SimpleITK vector image."""
+    import SimpleITK as sitk
+
+    size, origin, spacing = fixed.GetSize(), np.asarray(fixed.GetOrigin()), fixed.GetSpacing()[0]
+    zz, yy, xx = np.meshgrid(*(origin[a] + spacing * np.arange(size[a]) for a in (2, 1, 0)), indexing="ij")
+    d = np.asarray(prior(np.stack([xx, yy, zz], axis=-1).reshape(-1, 3)), float).reshape(*zz.shape, 3)
+    image = sitk.GetImageFromArray(d, isVector=True)
+    image.CopyInformation(fixed)
+    return image
 
 
 def _demons(fixed, moving, previous, iterations: int, smoothing_voxels: float, threads: int = 0):

@@ -129,3 +129,45 @@ def test_a_small_lesion_snaps_and_a_large_one_does_not(shifted):
     assert "snap_mm" in small.info and "snap_mm" not in large.info and "snap_mm" not in off.info
     assert np.linalg.norm(small.center_lps_mm - truth.apply(centre)) < 0.5
     assert small.info["lesion_ncc"] > 0.9
+
+
+def test_field_prior_is_the_fields_shape_around_its_start():
+    """With u = 0 the field is the affine, whose shape around any start is the affine itself: d = 0; with a
+    linear u(y) = B y the prior is D(c + A⁻¹ g) - D(c) - g = ((I + B)⁻¹ - I) g (A = I)."""
+    from TLTTrackerLib.deformable import PairField
+    from TLTTrackerLib.multistart import field_prior
+
+    grid = Volume(np.zeros((20, 20, 20), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[8.0, 8.0, 8.0])
+    affine = AffineTransform(np.array([[1.05, 0.02, 0.0], [0.0, 0.97, 0.03], [0.0, 0.0, 1.0]]), np.array([3.0, 1, 2]))
+    c = np.array([4.0, -6.0, 5.0])
+    zero = PairField(affine, np.zeros((20, 20, 20, 3), np.float32), grid)
+    g = np.array([[0.0, 0, 0], [10.0, -4, 6], [-12.0, 8, 0]])
+    prior = field_prior(zero, c, zero.to_followup(c), np.linalg.inv(affine.matrix))
+    assert np.allclose(prior(g), 0.0, atol=1e-3)
+    B = np.diag([0.1, -0.05, 0.08])
+    nodes = grid.index_kji_to_lps(np.indices((20, 20, 20)).reshape(3, -1).T).reshape(20, 20, 20, 3)
+    identity = AffineTransform(np.eye(3), np.zeros(3))
+    linear = PairField(identity, (nodes @ B.T).astype(np.float32), grid)
+    d = field_prior(linear, c, linear.to_followup(c), np.eye(3))(g)
+    assert np.allclose(d, g @ (np.linalg.inv(np.eye(3) + B) - np.eye(3)).T, atol=0.05)
+
+
+def test_several_results_are_ranked_by_the_selection_score(shifted):
+    """With every start tried (accept_miss_mm 0), each result gets a second back-tracking check and the lesion
+    template's NCC, and the smallest score wins: the field's start, where the lesion is."""
+    from TLTTrackerLib.deformable import PairField
+
+    baseline, followup, truth, wrong, centre = shifted
+    grid = Volume(np.zeros((20, 40, 40), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[4.0, 4.0, 8.0])
+    u = (wrong.translation_mm - truth.translation_mm).astype(np.float32)
+    field = PairField(wrong, np.broadcast_to(u, (20, 40, 40, 3)).copy(), grid)
+    out = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field,
+                      config=MultiStartConfig(accept_miss_mm=0.0, coarse=None))
+    records = out.info["records"]
+    assert len(records) == 3  # affine, field, field again with the field's shape as the first level's start
+    assert all({"score", "miss_plain_mm", "lesion_ncc"} <= set(x) for x in records)
+    assert out.info["chosen_start"] == min(records, key=lambda x: x["score"])["start"] != 0
+    assert np.linalg.norm(out.center_lps_mm - truth.apply(centre)) < 1.5
+    plain = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field,
+                        config=MultiStartConfig(accept_miss_mm=0.0, coarse=None, lesion_weight=0.0))
+    assert "score" not in plain.info["records"][0]

@@ -111,3 +111,22 @@ def test_refine_with_intensity_matching_tracks_through_a_contrast_change():
     res = refine_center(baseline, followup, centre, 6.0, AffineTransform.identity(),
                         config=RefineConfig(match_intensity=True))
     assert np.linalg.norm(res.center_lps_mm - truth_t.apply(centre)) < 1.0
+
+
+def test_a_prior_displacement_starts_the_first_level_instead_of_the_local_affine():
+    """Start 8.8 mm off; the prior is the exact displacement (constant: the affine's matrix is right), evaluated
+    once on every node of the first level's grid."""
+    baseline = _textured_ct(2)
+    truth_t = AffineTransform(np.eye(3), np.array([3.0, -2.0, 4.0]))
+    followup = warp_volume(baseline, baseline, truth_t.inverse())
+    centre = baseline.index_kji_to_lps([30, 50, 55])
+    wrong = AffineTransform(np.eye(3), truth_t.translation_mm + np.array([6.0, -5.0, 4.0]))
+    calls = []
+
+    def prior(offsets_mm):
+        calls.append(offsets_mm.shape)
+        return np.broadcast_to(truth_t.apply(centre) - wrong.apply(centre), offsets_mm.shape)
+
+    res = refine_center(baseline, followup, centre, 6.0, wrong, prior=prior)
+    assert len(calls) == 1 and calls[0][1] == 3 and calls[0][0] > 1000
+    assert np.linalg.norm(res.center_lps_mm - truth_t.apply(centre)) < 1.0
