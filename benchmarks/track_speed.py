@@ -16,6 +16,7 @@ command: ``/usr/bin/time -f "%e s %M KB" tlt-tracker -q track DIR/baseline.nii.g
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -57,8 +58,8 @@ def main() -> int:
     extra = sample_training_points(volume, 12, np.random.default_rng(1), kind="blob")
     lesions += [Lesion(f"P{i + 1}", p, 5.0) for i, p in enumerate(extra)]
     pair = make_pair(volume, lesions, np.random.default_rng(0))
-    with tempfile.TemporaryDirectory() as tmp:
-        d = Path(args.keep or tmp)
+    with contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
         d.mkdir(parents=True, exist_ok=True)
         write_volume(pair.baseline, d / "baseline.nii.gz")
         write_volume(pair.followup, d / "followup.nii.gz")
