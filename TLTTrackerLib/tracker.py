@@ -126,8 +126,9 @@ class LesionTracker:
             with_heatmap: attach each lesion's matching score map (a small LPS-aligned Volume, values in
                 [-1, 1], in the follow-up's physical frame) as ``TrackedLesion.heatmap``.
             backtrack: refine from several starts (the affine estimate, the pair's deformable field's point,
-                ``candidates_lps_mm``, the coarse-search peaks), track each result back to the baseline and keep
-                the one that comes back nearest the input centre (:mod:`.multistart`); the confidence combines
+                that point again from the field's own shape, ``candidates_lps_mm``, the coarse-search peaks),
+                track each result back to the baseline and keep the one that comes back nearest the input centre
+                and looks most like the lesion (:mod:`.multistart`); the confidence combines
                 that miss, the similarity, the lesion's own template and the distance to the follow-up's edge
                 (:mod:`.confidence`); when the miss
                 exceeds max(radius, ``BACKTRACK_MIN_MM``) add the flag ``"backtrack_mismatch"``. Off: one
