@@ -251,9 +251,9 @@ def selection_score(baseline: Volume, followup: Volume, center_lps_mm: np.ndarra
     (:func:`~.lesion_template.lesion_match`); both terms are added to ``record`` (``miss_plain_mm``,
     ``lesion_ncc``), and the kept result's confidence and ``backtrack_error_mm`` then use the mean miss.
 
-    The second check starts at the field's inverse D⁻¹(r) as the first does, but without the local affine: on
-    the tuning seeds' small nodules the local affine's check came back 3–5 mm off from results within 1 mm of
-    the truth. The lesion term breaks near-ties in favour of the point that looks like the lesion. Chosen on the
+    The second check starts at the field's inverse D⁻¹(r) (as the first does with ``field_backtrack``), but
+    without the local affine: on the tuning seeds' small nodules the local affine's check came back 3–5 mm off
+    from results within 1 mm of the truth. The lesion term breaks near-ties in favour of the point that looks like the lesion. Chosen on the
     tuning seeds 0–3 from every result's signals (docs/benchmarks.md §11)."""
     r = record["result"].center_lps_mm
     back = refine_center(followup, baseline, r, radius_mm, baseline_to_followup.inverse(),
