@@ -188,8 +188,7 @@ def track_point(
     else:
         best = min(records, key=lambda x: (np.inf if not np.isfinite(x["miss_mm"]) else x["miss_mm"], x["start"]))
     r = best["result"]
-    # the check's miss: with a second check (selection_score), the mean of the two
-    miss = 0.5 * (best["miss_mm"] + best["miss_plain_mm"]) if "miss_plain_mm" in best else best["miss_mm"]
+    miss = best.get("check_miss_mm", best["miss_mm"])  # with a second check (selection_score): their mean
     center = np.asarray(r.center_lps_mm, float)
     lesion_ncc = None
     small = not r.fell_back and radius_mm <= LESION_MATCH_MAX_RADIUS_MM
@@ -197,8 +196,9 @@ def track_point(
     if snap:
         center, lesion_ncc = snap_to_lesion(baseline, followup, c, center, radius_mm, linear_inv, res,
                                             search_mm=config.snap_mm)
-    elif small and backtrack:
-        lesion_ncc = lesion_match(baseline, followup, c, center, radius_mm, linear_inv, res)
+    elif small and backtrack:  # selection_score may have measured it at this point already
+        lesion_ncc = best["lesion_ncc"] if "lesion_ncc" in best else lesion_match(baseline, followup, c, center,
+                                                                                   radius_mm, linear_inv, res)
     edge = min(edge_distance_mm(followup, affine_c), edge_distance_mm(followup, center))
     flags = []
     if r.fell_back:
@@ -248,17 +248,18 @@ def selection_score(baseline: Volume, followup: Volume, center_lps_mm: np.ndarra
                     res: tuple[np.ndarray, np.ndarray]) -> float:
     """Which of several results to keep (smaller is better), mm: the mean of the record's back-tracking miss and
     of a second check's, minus ``lesion_weight`` × the lesion template's NCC at the result
-    (:func:`~.lesion_template.lesion_match`); both terms are added to ``record`` (``miss_plain_mm``,
-    ``lesion_ncc``), and the kept result's confidence and ``backtrack_error_mm`` then use the mean miss.
+    (:func:`~.lesion_template.lesion_match`); the second miss, the mean (``check_miss_mm``: the kept result's
+    confidence and ``backtrack_error_mm`` use it) and the NCC are added to ``record``.
 
     The second check starts at the field's inverse D⁻¹(r) (as the first does with ``field_backtrack``), but
     without the local affine: on the tuning seeds' small nodules the local affine's check came back 3–5 mm off
-    from results within 1 mm of the truth. The lesion term breaks near-ties in favour of the point that looks like the lesion. Chosen on the
-    tuning seeds 0–3 from every result's signals (docs/benchmarks.md §11)."""
+    from results within 1 mm of the truth. The lesion term breaks near-ties in favour of the point that looks
+    like the lesion. Chosen on the tuning seeds 0–3 from every result's signals (docs/benchmarks.md §11)."""
     r = record["result"].center_lps_mm
     back = refine_center(followup, baseline, r, radius_mm, baseline_to_followup.inverse(),
                          config=replace(back_config, affine_iterations=0), start_lps_mm=pair_field.to_baseline(r))
     record["miss_plain_mm"] = float(np.linalg.norm(back.center_lps_mm - center_lps_mm))
+    record["check_miss_mm"] = 0.5 * (record["miss_mm"] + record["miss_plain_mm"])
     record["lesion_ncc"] = lesion_match(baseline, followup, center_lps_mm, r, radius_mm,
                                         np.linalg.inv(baseline_to_followup.matrix), res)
-    return 0.5 * (record["miss_mm"] + record["miss_plain_mm"]) - lesion_weight * record["lesion_ncc"]
+    return record["check_miss_mm"] - lesion_weight * record["lesion_ncc"]

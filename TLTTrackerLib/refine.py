@@ -175,7 +175,7 @@ def _level_images(baseline, followup, c, start, linear_inv, level: DemonsLevel, 
                   intensity_map: tuple[np.ndarray, np.ndarray] | None = None):
     """The (fixed, moving) SimpleITK images of one level, origin = offset (mm) of voxel 0 from the start point,
     and the intensity map applied to ``moving`` (``config.match_intensity``: ``intensity_map``, or fitted here on
-    this level when None; else None).
+    this level when None; with it off, ``intensity_map`` as given).
 
     Faces of the region that lie mostly outside either scan are cut off (:func:`_trim_box`): demons has no masks,
     and air where a scan ends would pull the field.
@@ -200,7 +200,7 @@ def _level_images(baseline, followup, c, start, linear_inv, level: DemonsLevel, 
         image.SetSpacing((s, s, s))
         image.SetOrigin(tuple(float((b.start - h) * s) for b in box[::-1]))  # x, y, z offset of voxel 0
         images.append(image)
-    return images[0], images[1], intensity_map if config.match_intensity else None
+    return images[0], images[1], intensity_map
 
 
 def quantile_map(fixed: np.ndarray, moving: np.ndarray, points: int = 15) -> tuple[np.ndarray, np.ndarray]:
@@ -273,8 +273,7 @@ def _prior_field(fixed, prior: Callable[[np.ndarray], np.ndarray]):
     """``prior`` (:func:`refine_center`) evaluated at every node of the fixed grid: a SimpleITK vector image."""
     import SimpleITK as sitk
 
-    size, origin, spacing = fixed.GetSize(), np.asarray(fixed.GetOrigin()), fixed.GetSpacing()[0]
-    zz, yy, xx = np.meshgrid(*(origin[a] + spacing * np.arange(size[a]) for a in (2, 1, 0)), indexing="ij")
+    zz, yy, xx = _node_offsets_mm(fixed)
     d = np.asarray(prior(np.stack([xx, yy, zz], axis=-1).reshape(-1, 3)), float).reshape(*zz.shape, 3)
     image = sitk.GetImageFromArray(d, isVector=True)
     image.CopyInformation(fixed)
@@ -311,11 +310,15 @@ def _similarity(fixed, moving, transform, sigma_mm: float) -> float:
 
     warped = sitk.GetArrayFromImage(sitk.Resample(moving, fixed, transform, sitk.sitkLinear, -1000.0))
     f = sitk.GetArrayFromImage(fixed).astype(np.float64)
-    spacing = fixed.GetSpacing()[0]
-    first = np.asarray(fixed.GetOrigin())[::-1] / spacing  # offset of voxel 0 in voxels, z y x
-    grids = np.meshgrid(*(np.arange(n) + o for n, o in zip(f.shape, first)), indexing="ij")
-    w = np.exp(-0.5 * sum(g * g for g in grids) * spacing**2 / sigma_mm**2)
+    w = np.exp(-0.5 * sum(g * g for g in _node_offsets_mm(fixed)) / sigma_mm**2)
     return weighted_ncc(f, warped.astype(np.float64), w)
+
+
+def _node_offsets_mm(image) -> list[np.ndarray]:
+    """``[z, y, x]`` offsets (mm) from the start point of every node of a level image (:func:`_level_images`),
+    each of the image's array shape (z, y, x)."""
+    size, origin, spacing = image.GetSize(), np.asarray(image.GetOrigin()), image.GetSpacing()[0]
+    return np.meshgrid(*(origin[a] + spacing * np.arange(size[a]) for a in (2, 1, 0)), indexing="ij")
 
 
 def lesion_score_map(
