@@ -75,6 +75,16 @@ class PairField:
         out = self.affine.inverse().apply(np.atleast_2d(p) + self.displacement_at(p))
         return out.reshape(p.shape)
 
+    @property
+    def matrix(self) -> np.ndarray:
+        """The affine's linear part ``(3, 3)``: with :meth:`apply`, a field stands in for the affine as a
+        baseline → follow-up point map (the TLT network's start, :class:`~.inference.TLTPredictor`)."""
+        return self.affine.matrix
+
+    def apply(self, points_lps_mm: np.ndarray) -> np.ndarray:
+        """Baseline points → follow-up points (:meth:`to_followup`), the affine's ``apply`` with the field."""
+        return self.to_followup(points_lps_mm)
+
     def to_followup(self, points_lps_mm: np.ndarray, iterations: int = 30, tol_mm: float = 0.01) -> np.ndarray:
         """Baseline points ``(3,)`` or ``(N, 3)`` LPS mm → follow-up points: solves ``y + u(y) = T(c)``."""
         c = np.asarray(points_lps_mm, float)

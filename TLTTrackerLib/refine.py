@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .core_share import Threads, thread_count
 from .geometry import Volume
 from .matching import (
     axis_resolution_mm,
@@ -81,7 +82,8 @@ class RefineConfig:
             0–3, with the lesion snap: abdomen CPM@10mm 0.809 -> 0.926, no scenario lost (docs/benchmarks.md §10).
         threads: SimpleITK threads of each registration filter; 0 = SimpleITK's default (all cores). The
             regions are small, so lesions tracked side by side with one thread each run faster than one lesion
-            at a time on all cores (:class:`~.tracker.LesionTracker`'s ``workers``); results do not change.
+            at a time on all cores (:class:`~.tracker.LesionTracker`'s ``workers``); results do not change. A
+            callable (a :class:`~.core_share.CoreShare`) is asked for the count as each filter starts.
 
     The defaults were chosen on synthetic pairs of LIDC-IDRI-0001, POPI and TotalSegmentator CTs
     (``docs/benchmarks.md``: the numbers per choice).
@@ -98,7 +100,7 @@ class RefineConfig:
     similarity_sigma_mm: float = 8.0
     heatmap_search_mm: float = 8.0
     match_intensity: bool = True
-    threads: int = 0
+    threads: Threads = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,15 +246,15 @@ def _trim_box(inside: np.ndarray, h: int, min_keep: int) -> tuple[slice, slice, 
             hi[axis] -= 1
 
 
-def _local_affine_field(fixed, moving, iterations: int, max_shift_mm: float, threads: int = 0,
+def _local_affine_field(fixed, moving, iterations: int, max_shift_mm: float, threads: Threads = 0,
                         sampling: float = 1.0):
     """Displacement field (on the fixed grid) of the affine that best correlates the region: ITK convention,
     ``fixed(g) ≈ moving(g + d(g))``. ``None`` when it moves the centre more than ``max_shift_mm``."""
     import SimpleITK as sitk
 
     reg = sitk.ImageRegistrationMethod()
-    if threads:
-        reg.SetNumberOfThreads(threads)
+    if n_threads := thread_count(threads):
+        reg.SetNumberOfThreads(n_threads)
     reg.SetMetricAsCorrelation()
     if sampling < 1.0:
         reg.SetMetricSamplingStrategy(reg.RANDOM)
@@ -280,13 +282,13 @@ def _prior_field(fixed, prior: Callable[[np.ndarray], np.ndarray]):
     return image
 
 
-def _demons(fixed, moving, previous, iterations: int, smoothing_voxels: float, threads: int = 0):
+def _demons(fixed, moving, previous, iterations: int, smoothing_voxels: float, threads: Threads = 0):
     """Symmetric-forces demons field (SimpleITK vector image on the fixed grid), started from ``previous``."""
     import SimpleITK as sitk
 
     demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
-    if threads:
-        demons.SetNumberOfThreads(threads)
+    if n_threads := thread_count(threads):
+        demons.SetNumberOfThreads(n_threads)
     demons.SetNumberOfIterations(int(iterations))
     demons.SetStandardDeviations(smoothing_voxels)
     if previous is None:

@@ -23,7 +23,8 @@ import numpy as np
 from .errors import InputError, TLTError
 from .geometry import Volume
 from .lesions import Lesion
-from .confidence import BACKTRACK_MIN_MM  # noqa: F401 (re-exported)
+from .confidence import BACKTRACK_MIN_MM, EDGE_CAP, edge_distance_mm  # noqa: F401 (BACKTRACK_MIN_MM: re-exported)
+from .core_share import CoreShare
 from .deformable import PairField
 from .multistart import BACKTRACK_CONFIG, MultiStartConfig, track_point  # noqa: F401 (BACKTRACK_CONFIG: re-exported)
 from .refine import RefineConfig
@@ -52,13 +53,15 @@ class LesionTracker:
         method: "affine" (registration only) or "auto" (the best measured method available).
         model: a model path or registry name for learned methods (``None``: bundled model if any).
         device: "auto", "cpu" or "cuda" for learned methods.
-        workers: lesions refined side by side (threads, one SimpleITK thread each): 0 = one per CPU core
+        workers: lesions refined side by side (threads; each filter takes its share of the cores, so the last
+            lesions running get all of them, :mod:`.core_share`): 0 = one per CPU core
             available to this process, 1 = one lesion at a time on all cores. Same results either way; on 2
             cores 11 lesions take 9.2 s side by side vs 12.3 s one at a time (docs/benchmarks.md).
-        deformable: for ``refine`` and ``tlt+refine``, register the whole pair deformably once
+        deformable: for every method but ``affine``, register the whole pair deformably once
             (:mod:`.deformable`, ≈ 1.4 s on 2 cores): a lesion whose affine start does not back-track within
             2 mm is refined again from where that field puts it, and every back-tracking check starts at the
-            field's inverse (:mod:`.multistart`); False: the affine estimate and the coarse search only.
+            field's inverse (:mod:`.multistart`); ``tlt`` and ``tlt+refine``'s network starts where the field
+            puts the lesion (its registration prior). False: the affine estimate and the coarse search only.
     """
 
     def __init__(self, method: str = "auto", model: str | None = None, device: str = "auto",
@@ -144,7 +147,7 @@ class LesionTracker:
         lesions = as_lesions(lesions)  # a generator would otherwise be used up by check_inside
         check_inside(self.baseline, lesions)
         method = self.resolved_method()
-        if method in ("refine", "tlt+refine") and self.deformable and self.field is None:
+        if method != "affine" and self.deformable and self.field is None:
             self._make_field(progress)  # once per pair, before the lesions run side by side
         t0 = time.perf_counter()
         if method == "tlt":  # one batched network pass for all lesions
@@ -183,9 +186,15 @@ class LesionTracker:
                 results.append(fn(len(results), les, MultiStartConfig()))
                 finished(les)
             return results
-        config = MultiStartConfig(refine=RefineConfig(threads=1))
+        share = CoreShare(_cpu_count())  # the last lesions running get the cores the others left
+        config = MultiStartConfig(refine=RefineConfig(threads=share))
+
+        def run(k: int, les: Lesion) -> Any:
+            with share.running():
+                return fn(k, les, config)
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tlt-lesion") as pool:
-            futures = [pool.submit(fn, k, les, config) for k, les in enumerate(lesions)]
+            futures = [pool.submit(run, k, les) for k, les in enumerate(lesions)]
             try:
                 for les, future in zip(lesions, futures):
                     while not wait([future], timeout=0.1).done:
@@ -230,10 +239,12 @@ class LesionTracker:
         return self._tlt[1]
 
     def _track_learned(self, lesions: Sequence[Lesion], with_heatmap: bool, progress: ProgressFn | None) -> list:
-        """All lesions in one batched network pass; on CUDA out-of-memory, warn and run on the CPU."""
+        """All lesions in one batched network pass, each started where the pair's deformable field (else the
+        affine) puts it (``extra["network_start_lps_mm"]``); on CUDA out-of-memory, warn and run on the CPU."""
         assert self.registration is not None and self.baseline is not None and self.followup is not None
         forward = self.registration.baseline_to_followup
-        args = (self.baseline, self.followup, lesions, forward)
+        # the network's registration prior (RAA): the pair's deformable field where made, else the affine
+        args = (self.baseline, self.followup, lesions, self.field if self.field is not None else forward)
         try:
             predictions = self._predictor(self.device).predict(*args, with_heatmap=with_heatmap, progress=progress)
         except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
@@ -242,13 +253,18 @@ class LesionTracker:
             logger.warning("GPU out of memory: tracking on the CPU instead (slower)")
             predictions = self._predictor("cpu").predict(*args, with_heatmap=with_heatmap, progress=progress)
         out = []
+        margin = MultiStartConfig.edge_margin_mm
         for les, pred in zip(lesions, predictions):
             affine_c = forward.apply(les.center_lps_mm)
-            inside = self.followup.contains_lps(pred.center_lps_mm)
-            flags = tuple(pred.info.get("flags", ())) + (() if inside else ("outside_followup",))
-            out.append(TrackedLesion(les.id, les.center_lps_mm, np.asarray(pred.center_lps_mm, float), les.radius_mm,
-                                     "tlt", float(pred.confidence) if inside else 0.0, affine_c,
-                                     flags, pred.heatmap, dict(pred.info)))
+            center = np.asarray(pred.center_lps_mm, float)
+            # as refine's: a start or point at, or beyond, the follow-up's edge is a guess (outside_followup)
+            edge = min(edge_distance_mm(self.followup, pred.start_lps_mm), edge_distance_mm(self.followup, center))
+            flags = tuple(pred.info.get("flags", ())) + (("outside_followup",) if edge < margin else ())
+            confidence = float(pred.confidence) if edge >= margin else min(float(pred.confidence), EDGE_CAP)
+            extra = {**pred.info, "network_start_lps_mm": np.round(pred.start_lps_mm, 3).tolist()}
+            out.append(TrackedLesion(les.id, les.center_lps_mm, center, les.radius_mm, "tlt",
+                                     confidence if self.followup.contains_lps(center) else 0.0, affine_c,
+                                     flags, pred.heatmap, extra))
         return out
 
     def _track_learned_refined(self, lesions: Sequence[Lesion], with_heatmap: bool, backtrack: bool,

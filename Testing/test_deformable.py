@@ -70,3 +70,16 @@ def test_zero_field_is_the_affine():
     p = np.array([1.0, 2.0, 3.0])
     assert np.allclose(field.to_followup(p), affine.apply(p))
     assert np.allclose(field.to_baseline(affine.apply(p)), p)
+
+
+def test_field_stands_in_for_the_affine_as_a_point_map():
+    """``apply`` and ``matrix``: what the TLT network's start (``TLTPredictor.predict``) asks of a transform."""
+    grid = Volume(np.zeros((5, 6, 7), np.float32), origin_lps_mm=[-10, -10, -10], spacing_mm=[4.0, 4.0, 4.0])
+    affine = AffineTransform(np.diag([1.1, 1.0, 0.9]), [5.0, 0.0, -3.0])
+    displacement = np.zeros((5, 6, 7, 3), np.float32)
+    displacement[..., 0] = 2.0  # y + u(y) = T(c): the field puts every point 2 mm lower in x than the affine
+    field = PairField(affine, displacement, grid)
+    p = np.array([[1.0, 2.0, 3.0], [-4.0, 0.0, 2.0]])
+    assert np.allclose(field.apply(p), affine.apply(p) - [2.0, 0.0, 0.0])
+    assert np.allclose(field.apply(p[0]), field.to_followup(p[0]))
+    assert np.array_equal(field.matrix, affine.matrix)

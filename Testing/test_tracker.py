@@ -144,10 +144,14 @@ def test_learned_method_with_a_model_file_and_clear_errors(tmp_path, pair, no_bu
     results = tracker.track(pair.baseline_lesions, with_heatmap=True)
     assert [r.id for r in results] == [les.id for les in pair.baseline_lesions]
     for r in results:  # step 0: an untrained network, so no confidence and a flag saying so
-        assert r.method == "tlt" and np.isnan(r.confidence) and "untrained_model" in r.flags
+        assert r.method == "tlt" and "untrained_model" in r.flags
+        assert np.isnan(r.confidence) or ("outside_followup" in r.flags and r.confidence == 0.0)
         assert r.heatmap is not None
-        # an untrained network stays inside its search window around the affine start
-        assert np.all(np.abs(r.followup_center_lps_mm - r.affine_center_lps_mm) <= np.array([40, 32, 16]) / 2 + 1)
+        # it starts where the pair's deformable field puts the lesion (its registration prior), and an
+        # untrained network stays inside its search window around that start
+        start = np.asarray(r.extra["network_start_lps_mm"])
+        np.testing.assert_allclose(start, tracker.field.to_followup(r.baseline_center_lps_mm), atol=1e-2)
+        assert np.all(np.abs(r.followup_center_lps_mm - start) <= np.array([40, 32, 16]) / 2 + 1)
     no_model = LesionTracker(method="tlt")
     no_model.set_pair(pair.baseline, pair.followup, registration=tracker.registration)
     with pytest.raises(ModelFileError, match="needs a model"):

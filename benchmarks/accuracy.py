@@ -76,6 +76,7 @@ def run_pair(sc: str, case: str, pair, methods: list[str], peers: list[str], pee
         err = np.asarray(point, float) - t.center_lps_mm
         rows.append({"scenario": sc, "case": case, "seed": seed, "method": method, "id": les_id,
                      "radius_mm": t.radius_mm, "error_mm": float(np.linalg.norm(err)), "error_xyz_mm": err.tolist(),
+                     "point_lps_mm": np.asarray(point, float).tolist(), "truth_lps_mm": t.center_lps_mm.tolist(),
                      "start_error_mm": float(np.linalg.norm(start[les_id] - t.center_lps_mm)),
                      "confidence": float(confidence), "flags": list(flags), "outside_truth": les_id in outside,
                      "seconds_pair": seconds, "peer_pair": peer_pair, "extra": extra or {}})

@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=int, default=0, help="lesions refined side by side (0: one per CPU core)")
     p.add_argument("--no-deformable", action="store_true",
-                   help="refine from the affine estimate only, without the pair's deformable registration (~1 s)")
+                   help="start from the affine estimate only (refine and the TLT network), without the pair's "
+                   "deformable registration (~1.4 s)")
     p.add_argument("--registration-in", help="reuse a registration saved by --registration-out")
     p.add_argument("--registration-out", help="save the registration (JSON) for reuse")
     p.add_argument("--heatmap-out", help="folder for per-lesion follow-up heatmaps (NIfTI), methods that make them")

@@ -53,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto/cuda use cuda:LOCAL_RANK under torchrun")
     p.add_argument("--workers", type=int, default=0, help="lesions refined side by side (0: one per CPU core)")
     p.add_argument("--no-deformable", action="store_true",
-                   help="refine from the affine estimate only, without the pair's deformable registration (~1 s)")
+                   help="start from the affine estimate only (refine and the TLT network), without the pair's "
+                   "deformable registration (~1.4 s)")
     p.add_argument("--overwrite", action="store_true", help="redo pairs that already have results.json")
 
 
