@@ -58,6 +58,18 @@ def edge_distance_mm(volume: Volume, point_lps_mm: np.ndarray) -> float:
     return float(np.min(inside_mm))
 
 
+def nearest_edge_mm(volume: Volume, *points_lps_mm: np.ndarray) -> float:
+    """The smallest :func:`edge_distance_mm` of ``points`` (e.g. a lesion's start and its result): below the
+    edge margin the lesion is ``outside_followup`` (:mod:`.multistart`, the TLT network in :mod:`.tracker`)."""
+    return min(edge_distance_mm(volume, p) for p in points_lps_mm)
+
+
+def cap_at_edge(confidence: float, edge_mm: float, edge_margin_mm: float) -> float:
+    """``confidence`` capped at :data:`EDGE_CAP` for a point within ``edge_margin_mm`` of the follow-up's edge
+    (NaN, an unknown confidence, stays NaN)."""
+    return min(confidence, EDGE_CAP) if edge_mm < edge_margin_mm else confidence
+
+
 def combined_confidence(
     similarity: float,
     miss_mm: float | None,
@@ -82,6 +94,6 @@ def combined_confidence(
         conf *= float(1.0 - np.exp(-max(coarse_gap, 0.0) / GAP_SCALE))
     if mismatch:
         conf = min(conf, MISMATCH_CAP)
-    if edge_mm is not None and edge_mm < edge_margin_mm:
-        conf = min(conf, EDGE_CAP)
+    if edge_mm is not None:
+        conf = cap_at_edge(conf, edge_mm, edge_margin_mm)
     return float(np.clip(conf, 0.0, 1.0))

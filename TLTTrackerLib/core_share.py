@@ -12,6 +12,7 @@ results do not depend on the timing (``Testing/test_core_share.py``, ``Testing/t
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from typing import Callable, Union
@@ -48,3 +49,11 @@ class CoreShare:
 def thread_count(threads: Threads) -> int:
     """The SimpleITK thread count for a filter starting now (0: leave SimpleITK's default)."""
     return int(threads()) if callable(threads) else int(threads)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (the affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

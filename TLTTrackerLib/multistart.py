@@ -35,7 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .coarse_search import CoarseConfig, CoarseMatch, coarse_search
-from .confidence import BACKTRACK_MIN_MM, LESION_MATCH_MAX_RADIUS_MM, combined_confidence, edge_distance_mm
+from .confidence import BACKTRACK_MIN_MM, LESION_MATCH_MAX_RADIUS_MM, combined_confidence, nearest_edge_mm
 from .deformable import PairField
 from .geometry import Volume
 from .lesion_template import lesion_match, snap_to_lesion
@@ -199,7 +199,7 @@ def track_point(
     elif small and backtrack:  # selection_score may have measured it at this point already
         lesion_ncc = best["lesion_ncc"] if "lesion_ncc" in best else lesion_match(baseline, followup, c, center,
                                                                                    radius_mm, linear_inv, res)
-    edge = min(edge_distance_mm(followup, affine_c), edge_distance_mm(followup, center))
+    edge = nearest_edge_mm(followup, affine_c, center)
     flags = []
     if r.fell_back:
         flags.append("low_similarity")

@@ -12,7 +12,6 @@ stops between steps with :class:`Cancelled`.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
@@ -23,12 +22,13 @@ import numpy as np
 from .errors import InputError, TLTError
 from .geometry import Volume
 from .lesions import Lesion
-from .confidence import BACKTRACK_MIN_MM, EDGE_CAP, edge_distance_mm  # noqa: F401 (BACKTRACK_MIN_MM: re-exported)
-from .core_share import CoreShare
+from .confidence import BACKTRACK_MIN_MM, cap_at_edge, nearest_edge_mm  # noqa: F401 (BACKTRACK_MIN_MM: re-exported)
+from .core_share import CoreShare, available_cores
 from .deformable import PairField
 from .multistart import BACKTRACK_CONFIG, MultiStartConfig, track_point  # noqa: F401 (BACKTRACK_CONFIG: re-exported)
 from .refine import RefineConfig
 from .tracked_lesion import TrackedLesion
+from .validation import as_lesions, as_volume, check_inside, check_registration_pair, pair_fingerprint
 from .registration import RegistrationResult, register_affine
 
 logger = logging.getLogger(__name__)
@@ -94,8 +94,6 @@ class LesionTracker:
     ) -> RegistrationResult:
         """Register the pair (or reuse ``registration``, which must be of this pair) and cache it for
         :meth:`track`. InputError for anything but two finite Volumes or a registration of another pair."""
-        from .validation import as_volume, check_registration_pair, pair_fingerprint
-
         baseline, followup = as_volume(baseline, "baseline"), as_volume(followup, "follow-up")
         t0 = time.perf_counter()
         if registration is None:
@@ -142,8 +140,6 @@ class LesionTracker:
         """
         if self.registration is None or self.baseline is None or self.followup is None:
             raise InputError("no scan pair set: call set_pair(baseline, followup) before track()")
-        from .validation import as_lesions
-
         lesions = as_lesions(lesions)  # a generator would otherwise be used up by check_inside
         check_inside(self.baseline, lesions)
         method = self.resolved_method()
@@ -168,7 +164,7 @@ class LesionTracker:
         (threads: SimpleITK and numpy release the GIL), in input order. ``progress`` and ``cancel`` are called
         from the calling thread as lesions finish; on cancel, lesions not yet started are dropped and
         :class:`Cancelled` is raised once the running ones end."""
-        workers = self.workers or _cpu_count()
+        workers = self.workers or available_cores()
         workers = max(1, min(workers, len(lesions)))
         done = 0
 
@@ -186,7 +182,7 @@ class LesionTracker:
                 results.append(fn(len(results), les, MultiStartConfig()))
                 finished(les)
             return results
-        share = CoreShare(_cpu_count())  # the last lesions running get the cores the others left
+        share = CoreShare(available_cores())  # the last lesions running get the cores the others left
         config = MultiStartConfig(refine=RefineConfig(threads=share))
 
         def run(k: int, les: Lesion) -> Any:
@@ -258,9 +254,9 @@ class LesionTracker:
             affine_c = forward.apply(les.center_lps_mm)
             center = np.asarray(pred.center_lps_mm, float)
             # as refine's: a start or point at, or beyond, the follow-up's edge is a guess (outside_followup)
-            edge = min(edge_distance_mm(self.followup, pred.start_lps_mm), edge_distance_mm(self.followup, center))
+            edge = nearest_edge_mm(self.followup, pred.start_lps_mm, center)
             flags = tuple(pred.info.get("flags", ())) + (("outside_followup",) if edge < margin else ())
-            confidence = float(pred.confidence) if edge >= margin else min(float(pred.confidence), EDGE_CAP)
+            confidence = cap_at_edge(float(pred.confidence), edge, margin)
             extra = {**pred.info, "network_start_lps_mm": np.round(pred.start_lps_mm, 3).tolist()}
             out.append(TrackedLesion(les.id, les.center_lps_mm, center, les.radius_mm, "tlt",
                                      confidence if self.followup.contains_lps(center) else 0.0, affine_c,
@@ -343,24 +339,6 @@ class LesionTracker:
             heatmap=heatmap,
             extra=extra,
         )
-
-
-def _cpu_count() -> int:
-    """CPU cores this process may run on (the affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def check_inside(baseline: Volume, lesions: Sequence[Lesion]) -> None:
-    """InputError naming the first lesion whose centre lies outside ``baseline`` (check before registering)."""
-    for les in lesions:
-        if not baseline.contains_lps(les.center_lps_mm):
-            raise InputError(
-                f"lesion {les.id} at LPS {np.round(les.center_lps_mm, 1).tolist()} mm lies outside the "
-                "baseline volume; place it on the baseline scan"
-            )
 
 
 def track_chain(

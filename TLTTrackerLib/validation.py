@@ -9,6 +9,7 @@ so the Python API refuses exactly what the CLI refuses:
   voxels are all finite;
 - :func:`as_lesions`: a non-empty list of :class:`~TLTTrackerLib.lesions.Lesion` with unique ids (any
   iterable is materialised once, so a generator is not silently used up);
+- :func:`check_inside`: every lesion centre lies inside the baseline;
 - :func:`pair_fingerprint` / :func:`check_registration_pair`: recognise the scan pair a saved registration
   was computed for.
 """
@@ -151,6 +152,16 @@ def as_lesions(lesions: Any) -> list:
     if dupes:
         raise InputError(f"duplicate lesion ids {dupes}; give each lesion its own id")
     return out
+
+
+def check_inside(baseline: Volume, lesions: Iterable[Any]) -> None:
+    """InputError naming the first lesion whose centre lies outside ``baseline`` (check before registering)."""
+    for les in lesions:
+        if not baseline.contains_lps(les.center_lps_mm):
+            raise InputError(
+                f"lesion {les.id} at LPS {np.round(les.center_lps_mm, 1).tolist()} mm lies outside the "
+                "baseline volume; place it on the baseline scan"
+            )
 
 
 # ---------------------------------------------------------------------------------------------- pair identity
