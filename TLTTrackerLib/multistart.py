@@ -60,7 +60,8 @@ class MultiStartConfig:
     refinements at most (the affine start counts); ``accept_miss_mm``: a result that back-tracks this close
     to the baseline centre ends the search (no coarse start is tried; on the tuning pairs this skipped 28 of 57
     second refinements and changed 4 results by -0.41..+0.08 mm); ``edge_margin_mm``: see the module
-    docstring; ``candidates_first``: see the module docstring (``tlt+refine``: the network's point first);
+    docstring; ``candidates_first``: see the module docstring (``tlt+refine`` lists the network's point after
+    the registration's starts: first, it lost 3 tuning lesions, docs/benchmarks.md §13);
     ``field_starts``: with a pair field, ``"second"`` refines the field's start after the affine one, ``"first"``
     before it (tuning seeds 0–3: "second" better on standard, abdomen and fov-edge, equal on the motion
     scenarios; docs/benchmarks.md §9); ``field_backtrack``: start the back-tracking check at the field's

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -265,20 +264,21 @@ class LesionTracker:
 
     def _track_learned_refined(self, lesions: Sequence[Lesion], with_heatmap: bool, backtrack: bool,
                                progress: ProgressFn | None, cancel: CancelFn | None) -> list[TrackedLesion]:
-        """The network's global view as the first start of the multi-start refinement: the network's point is
-        refined first; when its result tracks back within ``accept_miss_mm`` that is the answer (one
-        refinement), else the affine start and the coarse-search start follow and the start whose result
-        tracks back nearest the baseline centre wins (:mod:`.multistart`), so a poor network guess costs time,
-        not accuracy. The confidence is refine's (back-tracking, similarity, edge), halved when the kept result
-        lies more than max(radius, 10 mm) from the network's point (the two views disagree); ``extra`` keeps the
-        network's point and confidence."""
+        """The network's global view as one more start of the multi-start refinement, after the registration's
+        own starts (affine, pair field, field shape) and before the coarse search: a lesion whose registration
+        start tracks back within ``accept_miss_mm`` gets ``refine``'s result unchanged; only when every one
+        fails is the network's point refined, and the start whose result scores best wins (:mod:`.multistart`).
+        Tuning seeds 0–3: the same hits as ``refine`` on every scenario, lower MED on extreme and fov-edge; the
+        network's point first lost 2 thick-slice and 1 fov-edge lesion (docs/benchmarks.md §13). The
+        confidence is refine's (back-tracking, similarity, edge), halved when the kept result lies more than
+        max(radius, 10 mm) from the network's point (the two views disagree); ``extra`` keeps the network's
+        point and confidence."""
         network = self._track_learned(lesions, False, None)
         candidates = {n.id: n.followup_center_lps_mm[None] for n in network}
 
         def one(k: int, les: Lesion, config: MultiStartConfig) -> TrackedLesion:
             net = network[k]
-            r = self._track_one(les, "refine", with_heatmap, backtrack, candidates,
-                                config=replace(config, candidates_first=True))
+            r = self._track_one(les, "refine", with_heatmap, backtrack, candidates, config=config)
             apart = float(np.linalg.norm(r.followup_center_lps_mm - net.followup_center_lps_mm))
             confidence = r.confidence if apart <= max(les.radius_mm, 10.0) else 0.5 * r.confidence
             extra = {**r.extra, "network_center_lps_mm": np.round(net.followup_center_lps_mm, 3).tolist(),
