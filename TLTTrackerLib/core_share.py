@@ -1,6 +1,7 @@
 """Cores shared among lesions tracked side by side: each SimpleITK filter takes its share when it starts.
 
-:class:`~.tracker.LesionTracker` tracks lesions in a thread pool, one lesion per core. Most lesions end after one
+:func:`track_side_by_side` (used by :class:`~.tracker.LesionTracker`) tracks lesions in a thread pool, one lesion
+per core. Most lesions end after one
 refinement, but a few try several starts and take 3–5× longer; when they are the last ones running, one thread
 each would leave the other cores idle. A :class:`CoreShare` is passed as ``RefineConfig.threads``: every filter
 asks it, as it starts, for ``cores // lesions running`` threads (at least 1), so the last lesion gets every core
@@ -14,8 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
-from typing import Callable, Union
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any, Callable, Union
+
+from .errors import Cancelled
 
 #: ``RefineConfig.threads``: a fixed count (0: SimpleITK's default, all cores) or a callable asked per filter
 Threads = Union[int, Callable[[], int]]
@@ -57,3 +61,54 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def track_side_by_side(
+    lesions: Sequence[Any],
+    fn: Callable[[int, Any, Threads], Any],
+    workers: int,
+    progress: Callable[[float, str], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> list:
+    """``[fn(k, lesion, threads) for k, lesion in enumerate(lesions)]``, ``workers`` lesions at a time (threads:
+    SimpleITK and numpy release the GIL), in input order; ``threads`` is the ``RefineConfig.threads`` each lesion
+    runs with (a :class:`CoreShare` of :func:`available_cores`; 0, every core, when one lesion runs at a time).
+    ``progress(fraction, message)`` and ``cancel()`` are called from the calling thread as lesions finish; on
+    cancel, lesions not yet started are dropped and :class:`~.errors.Cancelled` is raised once the running ones
+    end."""
+    workers = max(1, min(workers, len(lesions)))
+    done = 0
+
+    def finished(les: Any) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done / len(lesions), f"tracked {les.id}")
+
+    if workers == 1:
+        results = []
+        for les in lesions:
+            if cancel and cancel():
+                raise Cancelled("tracking cancelled")
+            results.append(fn(len(results), les, 0))
+            finished(les)
+        return results
+    share = CoreShare(available_cores())  # the last lesions running get the cores the others left
+
+    def run(k: int, les: Any) -> Any:
+        with share.running():
+            return fn(k, les, share)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tlt-lesion") as pool:
+        futures = [pool.submit(run, k, les) for k, les in enumerate(lesions)]
+        try:
+            for les, future in zip(lesions, futures):
+                while not wait([future], timeout=0.1).done:
+                    if cancel and cancel():
+                        raise Cancelled("tracking cancelled")
+                finished(les)
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise

@@ -21,3 +21,7 @@ class ModelFileError(TLTError):
 
 class DeviceError(TLTError):
     """The requested compute device is unavailable or ran out of memory."""
+
+
+class Cancelled(TLTError):
+    """The user cancelled tracking."""

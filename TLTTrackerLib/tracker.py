@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import InputError, TLTError
+from .errors import Cancelled, InputError  # noqa: F401 (Cancelled: re-exported)
 from .geometry import Volume
 from .lesions import Lesion
 from .confidence import BACKTRACK_MIN_MM, cap_at_edge, nearest_edge_mm  # noqa: F401 (BACKTRACK_MIN_MM: re-exported)
-from .core_share import CoreShare, available_cores
+from .core_share import Threads, available_cores, track_side_by_side
 from .deformable import PairField
 from .multistart import BACKTRACK_CONFIG, MultiStartConfig, track_point  # noqa: F401 (BACKTRACK_CONFIG: re-exported)
 from .refine import RefineConfig
@@ -39,10 +38,6 @@ METHODS = ("affine", "refine", "tlt", "tlt+refine")
 # need a model file (--model, or the bundled one); "tlt+refine": the network's point joins refine's starts
 LEARNED_METHODS: tuple[str, ...] = ("tlt", "tlt+refine")
 AUTO_METHOD = "refine"  # best measured method without a model (docs/benchmarks.md)
-
-
-class Cancelled(TLTError):
-    """The user cancelled tracking."""
 
 
 class LesionTracker:
@@ -159,48 +154,12 @@ class LesionTracker:
 
     def _each_lesion(self, lesions: Sequence[Lesion], fn: Callable[[int, Lesion, MultiStartConfig], Any],
                      progress: ProgressFn | None, cancel: CancelFn | None) -> list:
-        """``[fn(k, lesion, config) for k, lesion in enumerate(lesions)]``, ``workers`` lesions at a time
-        (threads: SimpleITK and numpy release the GIL), in input order. ``progress`` and ``cancel`` are called
-        from the calling thread as lesions finish; on cancel, lesions not yet started are dropped and
-        :class:`Cancelled` is raised once the running ones end."""
-        workers = self.workers or available_cores()
-        workers = max(1, min(workers, len(lesions)))
-        done = 0
+        """``[fn(k, lesion, config) for k, lesion in enumerate(lesions)]``, ``workers`` lesions at a time, each
+        with its share of the cores in ``config`` (:func:`~.core_share.track_side_by_side`)."""
+        def with_config(k: int, les: Lesion, threads: Threads) -> Any:
+            return fn(k, les, MultiStartConfig(refine=RefineConfig(threads=threads)))
 
-        def finished(les: Lesion) -> None:
-            nonlocal done
-            done += 1
-            if progress:
-                progress(done / len(lesions), f"tracked {les.id}")
-
-        if workers == 1:
-            results = []
-            for les in lesions:
-                if cancel and cancel():
-                    raise Cancelled("tracking cancelled")
-                results.append(fn(len(results), les, MultiStartConfig()))
-                finished(les)
-            return results
-        share = CoreShare(available_cores())  # the last lesions running get the cores the others left
-        config = MultiStartConfig(refine=RefineConfig(threads=share))
-
-        def run(k: int, les: Lesion) -> Any:
-            with share.running():
-                return fn(k, les, config)
-
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tlt-lesion") as pool:
-            futures = [pool.submit(run, k, les) for k, les in enumerate(lesions)]
-            try:
-                for les, future in zip(lesions, futures):
-                    while not wait([future], timeout=0.1).done:
-                        if cancel and cancel():
-                            raise Cancelled("tracking cancelled")
-                    finished(les)
-                return [f.result() for f in futures]
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        return track_side_by_side(lesions, with_config, self.workers or available_cores(), progress, cancel)
 
     def _make_field(self, progress: ProgressFn | None) -> None:
         """The pair's deformable field (:func:`~.deformable.register_field`) into ``self.field``."""

@@ -56,3 +56,24 @@ def test_refine_gives_the_same_point_with_a_share_as_with_fixed_threads():
     a = refine_center(volume, volume, les.center_lps_mm, les.radius_mm, shift, RefineConfig(threads=1))
     b = refine_center(volume, volume, les.center_lps_mm, les.radius_mm, shift, RefineConfig(threads=CoreShare(2)))
     np.testing.assert_allclose(a.center_lps_mm, b.center_lps_mm, atol=1e-3)
+
+
+def test_track_side_by_side_keeps_order_hands_out_threads_and_cancels():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from TLTTrackerLib.core_share import track_side_by_side
+    from TLTTrackerLib.errors import Cancelled
+
+    lesions = [SimpleNamespace(id=f"L{k}") for k in range(5)]
+    seen, reported = [], []
+    out = track_side_by_side(lesions, lambda k, les, threads: (seen.append(threads), (k, les.id))[1], 1,
+                             progress=lambda f, m: reported.append((f, m)))
+    assert out == [(k, f"L{k}") for k in range(5)] and seen == [0] * 5  # one at a time: every core per filter
+    assert reported[-1] == (1.0, "tracked L4")
+    seen.clear()
+    out = track_side_by_side(lesions, lambda k, les, threads: (seen.append(threads), les.id)[1], 2)
+    assert out == [les.id for les in lesions] and all(isinstance(t, CoreShare) for t in seen)
+    with pytest.raises(Cancelled):
+        track_side_by_side(lesions, lambda k, les, threads: les.id, 1, cancel=lambda: True)

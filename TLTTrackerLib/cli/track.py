@@ -131,8 +131,7 @@ def track_to_file(
     Returns (payload, TrackedLesion list)."""
     from ..io import atomic_write, read_volume, write_volume
     from ..results import results_to_dict, write_results
-    from ..validation import check_inside
-    from ..validation import check_finite, check_registration_pair
+    from ..validation import check_finite, check_inside, check_registration_pair
 
     report = report or (lambda fraction, message: None)
     t0 = time.perf_counter()
