@@ -8,6 +8,11 @@ asks it, as it starts, for ``cores // lesions running`` threads (at least 1), so
 (:func:`thread_count`). SimpleITK's demons and correlation registration give the same result on any number of
 threads up to rounding (47 lesions of the tuning suite: |Δ point| ≤ 0.007 mm, docs/benchmarks.md §12), so the
 results do not depend on the timing (``Testing/test_core_share.py``, ``Testing/test_tracker.py``).
+
+A filter's thread count does not reach the filters it runs inside (demons' field smoothing and warping take
+SimpleITK's global default, all cores): with two lesions side by side on 2 cores that made four busy threads and
+cost 8 % of the tracking time in switching. While lesions run side by side, :func:`sitk_default_threads` lowers
+that default to each lesion's share, and puts it back after (docs/benchmarks.md §14).
 """
 
 from __future__ import annotations
@@ -55,6 +60,20 @@ def thread_count(threads: Threads) -> int:
     return int(threads()) if callable(threads) else int(threads)
 
 
+@contextlib.contextmanager
+def sitk_default_threads(count: int) -> Iterator[None]:
+    """SimpleITK's global default thread count set to ``count`` while the block runs, then restored (it is
+    process-wide: other SimpleITK work started meanwhile gets it too)."""
+    import SimpleITK as sitk
+
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(count)))
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
 def available_cores() -> int:
     """CPU cores this process may run on (the affinity mask where the OS has one)."""
     try:
@@ -99,7 +118,8 @@ def track_side_by_side(
         with share.running():
             return fn(k, les, share)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tlt-lesion") as pool:
+    with sitk_default_threads(share.cores // workers), \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tlt-lesion") as pool:
         futures = [pool.submit(run, k, les) for k, les in enumerate(lesions)]
         try:
             for les, future in zip(lesions, futures):

@@ -2,7 +2,8 @@
 
     starts = [affine estimate T(c)] + [field start D(c)] (the pair's deformable field, :mod:`.deformable`, when
              given) + [D(c) again, refined from the field's own local shape, when ``field_prior_start``] +
-             caller's candidates (e.g. a network prediction) + coarse-search peaks that lie ≥
+             caller's candidates (e.g. a network prediction; made only when needed if given as a function)
+             + coarse-search peaks that lie ≥
              ``min_jump_mm`` from every start already listed (:mod:`.coarse_search`, centred on the first start);
              with ``candidates_first`` the caller's candidates come first
     for each start (at most ``max_starts`` beyond the caller's and the field's): refine
@@ -112,7 +113,7 @@ def track_point(
     center_lps_mm: np.ndarray,
     radius_mm: float,
     baseline_to_followup: AffineTransform,
-    candidates_lps_mm: np.ndarray | None = None,
+    candidates_lps_mm: np.ndarray | Callable[[], np.ndarray] | None = None,
     config: MultiStartConfig = MultiStartConfig(),
     keep_maps: bool = False,
     backtrack: bool = True,
@@ -122,7 +123,9 @@ def track_point(
 
     Args:
         candidates_lps_mm: ``(K, 3)`` extra follow-up start points, LPS mm (a learned prediction); they are
-            refined after the affine start and before the coarse peaks, on top of ``max_starts``.
+            refined after the registration's starts and before the coarse peaks, on top of ``max_starts``. Or a
+            function that returns them, called only when no registration start tracks back within
+            ``accept_miss_mm`` (``tlt+refine`` runs the network only for those lesions).
         pair_field: the pair's deformable field (:func:`~.deformable.register_field`): a second start, and the
             back-tracking check's start; None: the affine alone.
         backtrack: off = refine from the affine start only, no selection, similarity-only confidence (the snap
@@ -145,12 +148,12 @@ def track_point(
             priors[id(again)] = field_prior(pair_field, c, again, linear_inv)
             base.append(again)
             limit += 1
-    extra = np.zeros((0, 3)) if candidates_lps_mm is None else np.asarray(candidates_lps_mm, float).reshape(-1, 3)
-    limit += len(extra)
+    late = candidates_lps_mm if callable(candidates_lps_mm) else None
+    if late is not None and config.candidates_first:
+        raise ValueError("candidates_first needs the candidates themselves, not a function that makes them")
     candidates: list[np.ndarray] = []
-    for p in extra:
-        if min(np.linalg.norm(p - q) for q in base + candidates) >= 1.0:
-            candidates.append(p)
+    if late is None and candidates_lps_mm is not None:
+        limit += _add_distinct(candidates_lps_mm, base, candidates)
     starts = candidates + base if config.candidates_first else base + candidates
     backward, back_config = baseline_to_followup.inverse(), backtrack_config(config.refine)
     records: list[dict[str, Any]] = []
@@ -170,6 +173,9 @@ def track_point(
         consistent = any(np.isfinite(x["miss_mm"]) and x["miss_mm"] < config.accept_miss_mm for x in records)
         if consistent and (config.candidates_first or pair_field is not None):
             break
+        if late is not None and n == len(starts) and backtrack and not consistent:
+            limit += _add_distinct(late(), list(starts), starts)  # the caller's starts, made only now
+            late = None
         if (n == len(starts) and backtrack and config.coarse is not None and coarse is None
                 and len(starts) < limit and not consistent):
             # only now the wide search (lazy: most lesions back-track within accept_miss_mm from the first start)
@@ -228,6 +234,18 @@ def track_point(
     if keep_maps and r.info.get("maps"):
         info["maps"] = r.info["maps"]
     return PointResult(center, confidence, tuple(flags), r.level_similarity, info)
+
+
+def _add_distinct(points_lps_mm: Any, known: list[np.ndarray], out: list[np.ndarray]) -> int:
+    """Append to ``out`` each of ``points_lps_mm`` ``(K, 3)`` at least 1 mm from ``known`` and from those already
+    appended; returns K (each counts towards the refinements allowed)."""
+    points = np.asarray(points_lps_mm, dtype=float).reshape(-1, 3)
+    added: list[np.ndarray] = []
+    for p in points:
+        if min(np.linalg.norm(p - q) for q in known + added) >= 1.0:
+            added.append(p)
+    out.extend(added)
+    return len(points)
 
 
 def field_prior(pair_field: PairField, center_lps_mm: np.ndarray, start_lps_mm: np.ndarray,

@@ -12,7 +12,9 @@ stops between steps with :class:`Cancelled`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -74,6 +76,8 @@ class LesionTracker:
         self.deformable = deformable
         self.field: PairField | None = None
         self.timing_s: dict[str, float] = {}
+        self._model_lock = threading.Lock()
+        self._loading: Future | None = None  # the model loading in the background (check_model)
 
     def resolved_method(self) -> str:
         """The method ``track`` will use ("auto" resolved)."""
@@ -113,7 +117,7 @@ class LesionTracker:
         cancel: CancelFn | None = None,
         with_heatmap: bool = False,
         backtrack: bool = True,
-        candidates_lps_mm: dict[str, np.ndarray] | None = None,
+        candidates_lps_mm: dict[str, Any] | None = None,
     ) -> list[TrackedLesion]:
         """Track ``lesions`` (baseline LPS) into the follow-up. Call :meth:`set_pair` first.
 
@@ -130,13 +134,16 @@ class LesionTracker:
                 refinement from the affine estimate, similarity-only confidence (a small lesion still snaps onto
                 its own template, :mod:`.lesion_template`).
             candidates_lps_mm: per lesion id, ``(K, 3)`` extra follow-up start points (LPS mm), e.g. a learned
-                prediction; refined after the affine start, kept when they back-track best.
+                prediction, or a function that returns them when the registration's starts have failed
+                (:func:`~.multistart.track_point`); refined after those starts, kept when they back-track best.
         """
         if self.registration is None or self.baseline is None or self.followup is None:
             raise InputError("no scan pair set: call set_pair(baseline, followup) before track()")
         lesions = as_lesions(lesions)  # a generator would otherwise be used up by check_inside
         check_inside(self.baseline, lesions)
         method = self.resolved_method()
+        if method in LEARNED_METHODS:
+            self.wait_for_model()
         if method != "affine" and self.deformable and self.field is None:
             self._make_field(progress)  # once per pair, before the lesions run side by side
         t0 = time.perf_counter()
@@ -174,23 +181,41 @@ class LesionTracker:
         logger.info("deformable registration of the pair: %.2f s", self.field.seconds)
 
     def check_model(self) -> None:
-        """Load the model now when the method needs one (ModelFileError before any registration work)."""
-        if self.resolved_method() in LEARNED_METHODS:
-            self._predictor(self.device)
+        """For a method that needs a model: find its file now (ModelFileError before any registration work when
+        it is missing, unknown or fails its checksum) and load it in the background, so that torch's import and
+        the load (1.5–2.5 s on 2 cores) overlap the registration; a file that does not load raises
+        ModelFileError from the next :meth:`track`."""
+        if self.resolved_method() in LEARNED_METHODS and self._loading is None:
+            self._model_path()
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tlt-model")
+            self._loading = pool.submit(self._predictor, self.device)
+            pool.shutdown(wait=False)
+
+    def wait_for_model(self) -> None:
+        """Wait for the load that :meth:`check_model` started (ModelFileError if it failed); no-op otherwise."""
+        if self._loading is not None:
+            loading, self._loading = self._loading, None
+            loading.result()
+
+    def _model_path(self) -> Any:
+        from .errors import ModelFileError
+        from .weights import resolve_model
+
+        path = resolve_model(self.model)
+        if path is None:
+            raise ModelFileError("method 'tlt' needs a model: pass --model PATH (a checkpoint written by "
+                                 "tlt-tracker train); this installation has no bundled model")
+        return path
 
     def _predictor(self, device: str) -> Any:
-        """The TLT network of ``self.model`` (path, registry name, or the bundled model), loaded once."""
-        if getattr(self, "_tlt", None) is None or self._tlt[0] != device:
-            from .errors import ModelFileError
-            from .inference import TLTPredictor
-            from .weights import resolve_model
+        """The TLT network of ``self.model`` (path, registry name, or the bundled model), loaded once (under a
+        lock: lesions side by side may ask at the same time)."""
+        with self._model_lock:
+            if getattr(self, "_tlt", None) is None or self._tlt[0] != device:
+                from .inference import TLTPredictor
 
-            path = resolve_model(self.model)
-            if path is None:
-                raise ModelFileError("method 'tlt' needs a model: pass --model PATH (a checkpoint written by "
-                                     "tlt-tracker train); this installation has no bundled model")
-            self._tlt = (device, TLTPredictor.from_checkpoint(path, device=device))
-        return self._tlt[1]
+                self._tlt = (device, TLTPredictor.from_checkpoint(self._model_path(), device=device))
+            return self._tlt[1]
 
     def _track_learned(self, lesions: Sequence[Lesion], with_heatmap: bool, progress: ProgressFn | None) -> list:
         """All lesions in one batched network pass, each started where the pair's deformable field (else the
@@ -225,31 +250,36 @@ class LesionTracker:
                                progress: ProgressFn | None, cancel: CancelFn | None) -> list[TrackedLesion]:
         """The network's global view as one more start of the multi-start refinement, after the registration's
         own starts (affine, pair field, field shape) and before the coarse search: a lesion whose registration
-        start tracks back within ``accept_miss_mm`` gets ``refine``'s result unchanged; only when every one
-        fails is the network's point refined, and the start whose result scores best wins (:mod:`.multistart`).
-        Tuning seeds 0–3: the same hits as ``refine`` on every scenario, lower MED on extreme and fov-edge; the
-        network's point first lost 2 thick-slice and 1 fov-edge lesion (docs/benchmarks.md §13). The
-        confidence is refine's (back-tracking, similarity, edge), halved when the kept result lies more than
-        max(radius, 10 mm) from the network's point (the two views disagree); ``extra`` keeps the network's
-        point and confidence."""
-        network = self._track_learned(lesions, False, None)
-        candidates = {n.id: n.followup_center_lps_mm[None] for n in network}
-
+        start tracks back within ``accept_miss_mm`` gets ``refine``'s result unchanged, and the network runs only
+        for the others (one lesion at a time, when its registration starts have failed); its point is refined
+        and the start whose result scores best wins (:mod:`.multistart`). Tuning seeds 0–3: the same hits as
+        ``refine`` on every scenario, lower MED on extreme and fov-edge (docs/benchmarks.md §13). The confidence
+        is refine's (back-tracking, similarity, edge), halved when the network ran and the kept result lies more
+        than max(radius, 10 mm) from its point (the two views disagree); ``extra`` keeps the network's point
+        and confidence (None where it did not run)."""
         def one(k: int, les: Lesion, config: MultiStartConfig) -> TrackedLesion:
-            net = network[k]
-            r = self._track_one(les, "refine", with_heatmap, backtrack, candidates, config=config)
-            apart = float(np.linalg.norm(r.followup_center_lps_mm - net.followup_center_lps_mm))
-            confidence = r.confidence if apart <= max(les.radius_mm, 10.0) else 0.5 * r.confidence
-            extra = {**r.extra, "network_center_lps_mm": np.round(net.followup_center_lps_mm, 3).tolist(),
-                     "network_confidence": net.confidence if np.isfinite(net.confidence) else None,
-                     "network_result_apart_mm": round(apart, 3)}
+            network: list[TrackedLesion] = []
+
+            def network_start() -> np.ndarray:
+                network.append(self._track_learned([les], False, None)[0])
+                return network[0].followup_center_lps_mm[None]
+
+            r = self._track_one(les, "refine", with_heatmap, backtrack, {les.id: network_start}, config=config)
+            confidence, extra = r.confidence, {**r.extra, "network_center_lps_mm": None, "network_confidence": None}
+            if network:
+                net = network[0]
+                apart = float(np.linalg.norm(r.followup_center_lps_mm - net.followup_center_lps_mm))
+                confidence = r.confidence if apart <= max(les.radius_mm, 10.0) else 0.5 * r.confidence
+                extra.update(network_center_lps_mm=np.round(net.followup_center_lps_mm, 3).tolist(),
+                             network_confidence=net.confidence if np.isfinite(net.confidence) else None,
+                             network_result_apart_mm=round(apart, 3))
             return TrackedLesion(r.id, r.baseline_center_lps_mm, r.followup_center_lps_mm, r.radius_mm,
                                  "tlt+refine", float(confidence), r.affine_center_lps_mm, r.flags, r.heatmap, extra)
 
         return self._each_lesion(lesions, one, progress, cancel)
 
     def _track_one(self, les: Lesion, method: str, with_heatmap: bool, backtrack: bool,
-                   candidates_lps_mm: dict[str, np.ndarray] | None = None,
+                   candidates_lps_mm: dict[str, Any] | None = None,
                    config: MultiStartConfig = MultiStartConfig()) -> TrackedLesion:
         assert self.registration is not None and self.baseline is not None and self.followup is not None
         forward = self.registration.baseline_to_followup

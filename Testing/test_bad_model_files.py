@@ -1,4 +1,5 @@
-"""Bad model files (--model) are refused before any registration work, without torch's unsafe hint (issue 9)."""
+"""Bad model files (--model) are refused before any output is written (a missing one before any registration
+work; one that does not load while the registration runs beside its load), without torch's unsafe hint (issue 9)."""
 
 from __future__ import annotations
 

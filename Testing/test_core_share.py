@@ -77,3 +77,24 @@ def test_track_side_by_side_keeps_order_hands_out_threads_and_cancels():
     assert out == [les.id for les in lesions] and all(isinstance(t, CoreShare) for t in seen)
     with pytest.raises(Cancelled):
         track_side_by_side(lesions, lambda k, les, threads: les.id, 1, cancel=lambda: True)
+
+
+def test_side_by_side_lowers_simpleitk_default_threads_and_restores_it(monkeypatch):
+    """Filters inside a filter (demons' smoothing) take SimpleITK's global default, not the share: side by side,
+    that default is each lesion's share of the cores, and is put back afterwards."""
+    from types import SimpleNamespace
+
+    import SimpleITK as sitk
+
+    from TLTTrackerLib import core_share
+
+    monkeypatch.setattr(core_share, "available_cores", lambda: 4)
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    lesions = [SimpleNamespace(id=f"L{k}") for k in range(4)]
+    seen = core_share.track_side_by_side(
+        lesions, lambda k, les, threads: sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(), 2)
+    assert seen == [2] * 4  # 4 cores, 2 lesions at a time
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == before
+    with core_share.sitk_default_threads(0):
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1  # never 0
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == before

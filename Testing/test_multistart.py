@@ -120,6 +120,35 @@ def test_a_pair_field_gives_the_first_start_and_the_back_tracking_start(shifted)
     assert "backtrack_mismatch" not in out.flags
 
 
+def test_candidates_from_a_function_are_made_only_when_the_registration_starts_fail(shifted):
+    """tlt+refine's network runs lazily: a function of candidates is called once, after the registration's
+    starts (affine, field, field shape) all failed the back-tracking check, and its point is refined next."""
+    from TLTTrackerLib.deformable import PairField
+
+    baseline, followup, truth, wrong, centre = shifted
+    grid = Volume(np.zeros((20, 40, 40), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[4.0, 4.0, 8.0])
+    target = truth.apply(centre)
+    calls = []
+
+    def network():
+        calls.append(1)
+        return (target + 1.5)[None]
+
+    right = PairField(wrong, np.broadcast_to((wrong.translation_mm - truth.translation_mm).astype(np.float32),
+                                             (20, 40, 40, 3)).copy(), grid)
+    out = track_point(baseline, followup, centre, 6.0, wrong, candidates_lps_mm=network, pair_field=right)
+    assert not calls and out.info["chosen_start"] == 1  # the field's start tracked back: no network
+    useless = PairField(wrong, np.zeros((20, 40, 40, 3), np.float32), grid)  # the field adds nothing
+    out = track_point(baseline, followup, centre, 6.0, wrong, candidates_lps_mm=network, pair_field=useless)
+    assert calls == [1]
+    assert np.allclose(out.info["starts_lps_mm"][3], target + 1.5)  # after affine, field, field shape
+    network_result = next(x["result"] for x in out.info["records"] if x["start"] == 3)
+    assert np.linalg.norm(network_result.center_lps_mm - target) < 1.5  # refined from the network's point
+    with pytest.raises(ValueError, match="candidates_first"):
+        track_point(baseline, followup, centre, 6.0, wrong, candidates_lps_mm=network,
+                    config=MultiStartConfig(candidates_first=True))
+
+
 def test_a_small_lesion_snaps_and_a_large_one_does_not(shifted):
     baseline, followup, truth, _, centre = shifted
     good = AffineTransform(np.eye(3), truth.translation_mm + np.array([1.0, -1.0, 0.5]))

@@ -40,7 +40,9 @@ def test_network_point_is_a_start_and_refine_keeps_its_accuracy(tmp_path, pair, 
     truth = {les.id: les.center_lps_mm for les in pair.followup_lesions}
     for r, b in zip(refined, both):
         assert b.method == "tlt+refine" and 0.0 <= b.confidence <= 1.0
-        assert len(b.extra["network_center_lps_mm"]) == 3 and b.extra["starts"] >= 1
+        assert b.extra["starts"] >= 1
+        if b.extra["network_center_lps_mm"] is not None:  # the network ran: no registration start tracked back
+            assert len(b.extra["network_center_lps_mm"]) == 3 and r.extra["starts"] >= 3
         # an untrained network's guess is one more start; back-tracking keeps the better result
         assert np.linalg.norm(b.followup_center_lps_mm - truth[b.id]) <= np.linalg.norm(
             r.followup_center_lps_mm - truth[r.id]) + 1.0
@@ -48,5 +50,5 @@ def test_network_point_is_a_start_and_refine_keeps_its_accuracy(tmp_path, pair, 
     settled = [(r, b) for r, b in zip(refined, both) if r.extra["starts"] == 1]
     assert settled
     for r, b in settled:
-        assert b.extra["starts"] == 1
+        assert b.extra["starts"] == 1 and b.extra["network_center_lps_mm"] is None  # the network did not run
         np.testing.assert_allclose(b.followup_center_lps_mm, r.followup_center_lps_mm, atol=0.05)

@@ -150,6 +150,7 @@ def track_to_file(
     registration = tracker.set_pair(
         baseline, followup, registration=registration, progress=lambda f, m: report(0.05 + 0.45 * f, m)
     )
+    tracker.wait_for_model()  # a model that does not load fails before any output is written
     if registration_out:
         text = json.dumps(registration.to_dict(), indent=2)
         atomic_write(Path(registration_out), lambda tmp: tmp.write_text(text, encoding="utf-8"))
@@ -193,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     _check_paths(args, lesions)
     tracker = LesionTracker(method=args.method, model=args.model, device=args.device, workers=args.workers,
                             deformable=not args.no_deformable)
-    tracker.check_model()  # a missing or bad model fails here, not after the registration
+    tracker.check_model()  # a missing model fails here; it loads in the background, beside the registration
     registration = None
     if args.registration_in:
         registration = _read_registration(args.registration_in)

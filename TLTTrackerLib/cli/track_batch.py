@@ -173,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
                             device=_device_for_rank(method, args.device, local_rank), workers=args.workers,
                             deformable=not args.no_deformable)
     tracker.check_model()  # a missing or bad model fails once, here, not once per pair
+    tracker.wait_for_model()
     where = f"rank {rank}/{world}: " if world > 1 else ""
     logger.info("%s%d of %d pairs, method %s, device %s", where, len(mine), len(pairs), method, tracker.device)
 
