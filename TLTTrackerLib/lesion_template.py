@@ -28,13 +28,14 @@ from .geometry import Volume
 from .matching import masked_ncc_map, match_resolution, patch_offsets_mm, sample_patch, subvoxel_at, weighted_ncc
 
 SPACING_MM = 0.5
+LOCK_ABOVE_MM = 3.0  # snap_to_lesion keeps the coordinate along an axis of coarser common resolution
 CLIP_HU = (-1000.0, 200.0)
 
 
-def _template(baseline: Volume, center_lps_mm, radius_mm: float, linear_inv: np.ndarray, res):
+def _template(baseline: Volume, center_lps_mm, radius_mm: float, linear_inv: np.ndarray, res,
+              s: float = SPACING_MM):
     """``(template (2h+1)³, weight (2h+1)³, h, common resolution (3,) x y z mm)``: the baseline lesion on the
-    0.5 mm grid (z, y, x), blurred to the common resolution."""
-    s = SPACING_MM
+    ``s`` mm grid (z, y, x), blurred to the common resolution."""
     sigma = max(2.0, 1.2 * radius_mm)
     h = int(np.ceil(2.5 * sigma / s))
     template, t_in = sample_patch(baseline, np.asarray(center_lps_mm, float), (h, h, h), s, linear_inv,
@@ -46,12 +47,13 @@ def _template(baseline: Volume, center_lps_mm, radius_mm: float, linear_inv: np.
     return a, w, h, target
 
 
-def _image(followup: Volume, point_lps_mm, half: int, res_f, target) -> tuple[np.ndarray, np.ndarray]:
-    """The follow-up ``(2 half + 1)³`` around the point on the 0.5 mm grid, blurred to ``target``, and its inside
+def _image(followup: Volume, point_lps_mm, half: int, res_f, target,
+           s: float = SPACING_MM) -> tuple[np.ndarray, np.ndarray]:
+    """The follow-up ``(2 half + 1)³`` around the point on the ``s`` mm grid, blurred to ``target``, and its inside
     mask."""
-    image, inside = sample_patch(followup, np.asarray(point_lps_mm, float), (half, half, half), SPACING_MM, None,
+    image, inside = sample_patch(followup, np.asarray(point_lps_mm, float), (half, half, half), s, None,
                                  return_mask=True)
-    b = match_resolution(np.clip(image, *CLIP_HU), np.maximum(res_f, SPACING_MM), target, SPACING_MM)
+    b = match_resolution(np.clip(image, *CLIP_HU), np.maximum(res_f, s), target, s)
     return b.astype(np.float64), inside
 
 
@@ -81,18 +83,20 @@ def snap_to_lesion(
     linear_inv: np.ndarray,
     resolution_mm: tuple[np.ndarray, np.ndarray],
     search_mm: float = 2.5,
-    lock_above_mm: float = 3.0,
+    lock_above_mm: float = LOCK_ABOVE_MM,
+    spacing_mm: float = SPACING_MM,
 ) -> tuple[np.ndarray, float]:
     """The follow-up point ``(3,)`` LPS mm within ±``search_mm`` of ``point_lps_mm`` where the lesion's template
     matches best, and that match (weighted NCC, as :func:`lesion_match`); module docstring. The shift stays on
-    the search box (a peak on its face is taken as it is)."""
-    a, w, h, target = _template(baseline, center_lps_mm, radius_mm, linear_inv, resolution_mm)
-    k = int(round(search_mm / SPACING_MM))
-    b, inside = _image(followup, point_lps_mm, h + k, resolution_mm[1], target)
+    the search box (a peak on its face is taken as it is). ``spacing_mm``: the grid of template and search (a
+    wide search for a large lesion on 0.5 mm costs 0.5 s; the sub-voxel peak is finer than the grid)."""
+    a, w, h, target = _template(baseline, center_lps_mm, radius_mm, linear_inv, resolution_mm, spacing_mm)
+    k = int(round(search_mm / spacing_mm))
+    b, inside = _image(followup, point_lps_mm, h + k, resolution_mm[1], target, spacing_mm)
     score = masked_ncc_map(a, b, w, inside)  # (2k+1)³, node (k, k, k) = no shift
     locked = np.asarray(target, float)[::-1] > lock_above_mm  # z, y, x
     # along a locked axis only the no-shift plane counts (size 1 there: subvoxel_at leaves that axis alone)
     plane = score[tuple(slice(k, k + 1) if lock else slice(None) for lock in locked)]
     peak = np.array(np.unravel_index(int(np.argmax(plane)), plane.shape))
-    shift_zyx = (subvoxel_at(plane, peak) + np.where(locked, k, 0) - k) * SPACING_MM
+    shift_zyx = (subvoxel_at(plane, peak) + np.where(locked, k, 0) - k) * spacing_mm
     return np.asarray(point_lps_mm, float) + shift_zyx[::-1], float(np.clip(plane[tuple(peak)], -1.0, 1.0))

@@ -40,6 +40,13 @@ METHODS = ("affine", "refine", "tlt", "tlt+refine")
 # need a model file (--model, or the bundled one); "tlt+refine": the network's point joins refine's starts
 LEARNED_METHODS: tuple[str, ...] = ("tlt", "tlt+refine")
 AUTO_METHOD = "refine"  # best measured method without a model (docs/benchmarks.md)
+# the network's point snaps onto the lesion's own template within this distance (mm): the network places a lesion
+# to about 4-5 mm (16 mm tokens at 2 mm), the template to a voxel; tuning seeds 0-3, `tlt` hits on large-motion
+# 8 -> 17 of 28, standard 11 -> 18, abdomen 43 -> 54 of 68 (4 mm: 16, 18, 52; 8 mm: 18, 17, 54; docs/benchmarks.md §14)
+TLT_SNAP_MM = 6.0
+# ... but within refine's 2.5 mm when either scan is coarser than 3 mm along an axis (the template's match is then
+# locked along it and finds false peaks across the others: tuning thick-slice MED 5.04 -> 5.77 mm at 6 mm, 5.05 here)
+TLT_SNAP_COARSE_MM = 2.5
 
 
 class LesionTracker:
@@ -148,7 +155,7 @@ class LesionTracker:
             self._make_field(progress)  # once per pair, before the lesions run side by side
         t0 = time.perf_counter()
         if method == "tlt":  # one batched network pass for all lesions
-            results = self._track_learned(lesions, with_heatmap, progress)
+            results = self._track_learned(lesions, with_heatmap, progress, TLT_SNAP_MM)
         elif method == "tlt+refine":
             results = self._track_learned_refined(lesions, with_heatmap, backtrack, progress, cancel)
         else:
@@ -217,9 +224,18 @@ class LesionTracker:
                 self._tlt = (device, TLTPredictor.from_checkpoint(self._model_path(), device=device))
             return self._tlt[1]
 
-    def _track_learned(self, lesions: Sequence[Lesion], with_heatmap: bool, progress: ProgressFn | None) -> list:
+    def _track_learned(self, lesions: Sequence[Lesion], with_heatmap: bool, progress: ProgressFn | None,
+                       snap_mm: float) -> list:
         """All lesions in one batched network pass, each started where the pair's deformable field (else the
-        affine) puts it (``extra["network_start_lps_mm"]``); on CUDA out-of-memory, warn and run on the CPU."""
+        affine) puts it (``extra["network_start_lps_mm"]``); on CUDA out-of-memory, warn and run on the CPU.
+        Each point inside the follow-up then snaps onto the lesion's own template's best match within
+        ``snap_mm`` (:func:`~.lesion_template.snap_to_lesion`; ``extra["network_center_lps_mm"]`` keeps the
+        network's own point), and that match (weighted NCC, clipped to [0, 1]) is the confidence: the network's
+        token probability did not separate hits from misses (ROC AUC 0.47 against the match's 0.60 on the tuning
+        seeds, docs/benchmarks.md §14)."""
+        from .lesion_template import LOCK_ABOVE_MM, snap_to_lesion
+        from .matching import axis_resolution_mm
+
         assert self.registration is not None and self.baseline is not None and self.followup is not None
         forward = self.registration.baseline_to_followup
         # the network's registration prior (RAA): the pair's deformable field where made, else the affine
@@ -233,14 +249,28 @@ class LesionTracker:
             predictions = self._predictor("cpu").predict(*args, with_heatmap=with_heatmap, progress=progress)
         out = []
         margin = MultiStartConfig.edge_margin_mm
+        linear_inv = np.linalg.inv(forward.matrix)
+        res = (axis_resolution_mm(self.baseline), axis_resolution_mm(self.followup))
         for les, pred in zip(lesions, predictions):
             affine_c = forward.apply(les.center_lps_mm)
             center = np.asarray(pred.center_lps_mm, float)
+            extra = {**pred.info, "network_start_lps_mm": np.round(pred.start_lps_mm, 3).tolist(),
+                     "network_center_lps_mm": np.round(center, 3).tolist(),
+                     "network_confidence": float(pred.confidence)}
+            confidence = float(pred.confidence)
+            if snap_mm > 0 and self.followup.contains_lps(center):
+                spacing = float(np.clip(max(2.0, 1.2 * les.radius_mm) / 8.0, 0.5, 1.0))  # template σ / 8
+                coarse = bool(np.any(np.maximum(res[0], res[1]) > LOCK_ABOVE_MM))  # a thick-slice axis
+                search = min(snap_mm, TLT_SNAP_COARSE_MM) if coarse else snap_mm
+                center, ncc = snap_to_lesion(self.baseline, self.followup, les.center_lps_mm, center, les.radius_mm,
+                                             linear_inv, res, search_mm=search, spacing_mm=spacing)
+                extra["lesion_ncc"] = round(ncc, 4)
+                if np.isfinite(confidence):  # NaN: an untrained model says nothing (flag untrained_model)
+                    confidence = float(np.clip(ncc, 0.0, 1.0))
             # as refine's: a start or point at, or beyond, the follow-up's edge is a guess (outside_followup)
             edge = nearest_edge_mm(self.followup, pred.start_lps_mm, center)
             flags = tuple(pred.info.get("flags", ())) + (("outside_followup",) if edge < margin else ())
-            confidence = cap_at_edge(float(pred.confidence), edge, margin)
-            extra = {**pred.info, "network_start_lps_mm": np.round(pred.start_lps_mm, 3).tolist()}
+            confidence = cap_at_edge(confidence, edge, margin)
             out.append(TrackedLesion(les.id, les.center_lps_mm, center, les.radius_mm, "tlt",
                                      confidence if self.followup.contains_lps(center) else 0.0, affine_c,
                                      flags, pred.heatmap, extra))
@@ -251,17 +281,18 @@ class LesionTracker:
         """The network's global view as one more start of the multi-start refinement, after the registration's
         own starts (affine, pair field, field shape) and before the coarse search: a lesion whose registration
         start tracks back within ``accept_miss_mm`` gets ``refine``'s result unchanged, and the network runs only
-        for the others (one lesion at a time, when its registration starts have failed); its point is refined
-        and the start whose result scores best wins (:mod:`.multistart`). Tuning seeds 0–3: the same hits as
-        ``refine`` on every scenario, lower MED on extreme and fov-edge (docs/benchmarks.md §13). The confidence
-        is refine's (back-tracking, similarity, edge), halved when the network ran and the kept result lies more
-        than max(radius, 10 mm) from its point (the two views disagree); ``extra`` keeps the network's point
-        and confidence (None where it did not run)."""
+        for the others (one lesion at a time, when its registration starts have failed); the network's own point
+        (not snapped as ``tlt``'s: as a start, the snapped point lost MED on extreme and fov-edge and 0.01 AUC,
+        docs/benchmarks.md §14) is refined and the start whose result scores best wins (:mod:`.multistart`).
+        Tuning seeds 0–3: the same hits as ``refine`` on every scenario, lower MED on extreme and fov-edge
+        (docs/benchmarks.md §13). The confidence is refine's (back-tracking, similarity, edge), halved when the
+        network ran and the kept result lies more than max(radius, 10 mm) from its point (the two views
+        disagree); ``extra`` keeps the network's point and confidence (None where it did not run)."""
         def one(k: int, les: Lesion, config: MultiStartConfig) -> TrackedLesion:
             network: list[TrackedLesion] = []
 
             def network_start() -> np.ndarray:
-                network.append(self._track_learned([les], False, None)[0])
+                network.append(self._track_learned([les], False, None, snap_mm=0.0)[0])
                 return network[0].followup_center_lps_mm[None]
 
             r = self._track_one(les, "refine", with_heatmap, backtrack, {les.id: network_start}, config=config)

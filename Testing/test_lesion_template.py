@@ -52,3 +52,14 @@ def test_snap_stays_within_its_search_box():
     start = c + np.array([4.0, -3.0, 2.0]) + np.array([6.0, 0.0, 0.0])
     point, _ = snap_to_lesion(base, moved, c, start, 2.0, np.eye(3), res, search_mm=2.5)
     assert np.all(np.abs(point - start) <= 2.5 + 0.5 + 1e-9)
+
+
+def test_snap_on_a_coarser_grid_still_lands_on_the_lesion():
+    """``tlt`` snaps a large lesion on a grid of σ/8 (up to 1 mm) over ±6 mm: the sub-voxel peak stays sub-mm."""
+    base, moved, res = _pair()
+    c = np.array([24.0, 24.0, 20.0])
+    truth = c + np.array([4.0, -3.0, 2.0])
+    point, ncc = snap_to_lesion(base, moved, c, truth + np.array([-3.5, 2.6, -2.2]), 4.0, np.eye(3), res,
+                                search_mm=6.0, spacing_mm=1.0)
+    np.testing.assert_allclose(point, truth, atol=0.35)
+    assert ncc > 0.95

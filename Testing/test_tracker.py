@@ -9,7 +9,7 @@ from TLTTrackerLib.errors import InputError
 from TLTTrackerLib.lesions import Lesion
 from TLTTrackerLib.phantom import make_phantom
 from TLTTrackerLib.synthetic import make_pair
-from TLTTrackerLib.tracker import Cancelled, LesionTracker, track_chain
+from TLTTrackerLib.tracker import TLT_SNAP_MM, Cancelled, LesionTracker, track_chain
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,12 @@ def test_learned_method_with_a_model_file_and_clear_errors(tmp_path, pair, no_bu
         # untrained network stays inside its search window around that start
         start = np.asarray(r.extra["network_start_lps_mm"])
         np.testing.assert_allclose(start, tracker.field.to_followup(r.baseline_center_lps_mm), atol=1e-2)
-        assert np.all(np.abs(r.followup_center_lps_mm - start) <= np.array([40, 32, 16]) / 2 + 1)
+        network = np.asarray(r.extra["network_center_lps_mm"])
+        assert np.all(np.abs(network - start) <= np.array([40, 32, 16]) / 2 + 1)
+        # then its point snaps onto the lesion's template, within TLT_SNAP_MM (a face of the search box at most)
+        if "lesion_ncc" in r.extra:
+            assert np.all(np.abs(r.followup_center_lps_mm - network) <= TLT_SNAP_MM + 1e-6)
+    assert any("lesion_ncc" in r.extra for r in results)
     no_model = LesionTracker(method="tlt")
     no_model.set_pair(pair.baseline, pair.followup, registration=tracker.registration)
     with pytest.raises(ModelFileError, match="needs a model"):
