@@ -125,7 +125,8 @@ def track_point(
         candidates_lps_mm: ``(K, 3)`` extra follow-up start points, LPS mm (a learned prediction); they are
             refined after the registration's starts and before the coarse peaks, on top of ``max_starts``. Or a
             function that returns them, called only when no registration start tracks back within
-            ``accept_miss_mm`` (``tlt+refine`` runs the network only for those lesions).
+            ``accept_miss_mm`` (``tlt+refine`` runs the network only for those lesions); those take the coarse
+            peak's place within ``max_starts``.
         pair_field: the pair's deformable field (:func:`~.deformable.register_field`): a second start, and the
             back-tracking check's start; None: the affine alone.
         backtrack: off = refine from the affine start only, no selection, similarity-only confidence (the snap
@@ -174,7 +175,9 @@ def track_point(
         if consistent and (config.candidates_first or pair_field is not None):
             break
         if late is not None and n == len(starts) and backtrack and not consistent:
-            limit += _add_distinct(late(), list(starts), starts)  # the caller's starts, made only now
+            # made only now, they take the coarse peak's place (tuning seeds: the coarse start added nothing after
+            # the network's, docs/benchmarks.md §14)
+            _add_distinct(late(), list(starts), starts)
             late = None
         if (n == len(starts) and backtrack and config.coarse is not None and coarse is None
                 and len(starts) < limit and not consistent):

@@ -142,6 +142,7 @@ def test_candidates_from_a_function_are_made_only_when_the_registration_starts_f
     out = track_point(baseline, followup, centre, 6.0, wrong, candidates_lps_mm=network, pair_field=useless)
     assert calls == [1]
     assert np.allclose(out.info["starts_lps_mm"][3], target + 1.5)  # after affine, field, field shape
+    assert out.info["coarse"] is None  # the network's point took the coarse search's place
     network_result = next(x["result"] for x in out.info["records"] if x["start"] == 3)
     assert np.linalg.norm(network_result.center_lps_mm - target) < 1.5  # refined from the network's point
     with pytest.raises(ValueError, match="candidates_first"):
