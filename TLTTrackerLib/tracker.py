@@ -205,8 +205,17 @@ class LesionTracker:
             loading.result()
 
     def _model_path(self) -> Any:
+        """The model file (ModelFileError: none, unknown, bad checksum, or no PyTorch to run it)."""
+        import importlib.util
+        import sys
+
         from .errors import ModelFileError
         from .weights import resolve_model
+
+        if sys.modules.get("torch", True) is None or (
+                "torch" not in sys.modules and importlib.util.find_spec("torch") is None):
+            raise ModelFileError(f"method {self.resolved_method()!r} needs PyTorch, which is not installed: "
+                                 "pip install torch (or pip install 'tlttracker[torch]'), or use --method auto")
 
         path = resolve_model(self.model)
         if path is None:
