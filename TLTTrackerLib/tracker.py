@@ -12,9 +12,7 @@ stops between steps with :class:`Cancelled`.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -22,6 +20,7 @@ import numpy as np
 from .errors import Cancelled, InputError  # noqa: F401 (Cancelled: re-exported)
 from .geometry import Volume
 from .lesions import Lesion
+from .model_loader import ModelLoader
 from .confidence import BACKTRACK_MIN_MM, cap_at_edge, nearest_edge_mm  # noqa: F401 (BACKTRACK_MIN_MM: re-exported)
 from .core_share import Threads, available_cores, track_side_by_side
 from .deformable import PairField
@@ -74,7 +73,6 @@ class LesionTracker:
         if not isinstance(workers, int) or workers < 0:
             raise InputError(f"workers must be an integer >= 0 (0: one per core), got {workers!r}")
         self.method = method
-        self.model = model
         self.device = device
         self.workers = workers
         self.baseline: Volume | None = None
@@ -83,8 +81,16 @@ class LesionTracker:
         self.deformable = deformable
         self.field: PairField | None = None
         self.timing_s: dict[str, float] = {}
-        self._model_lock = threading.Lock()
-        self._loading: Future | None = None  # the model loading in the background (check_model)
+        self._models = ModelLoader(model)  # the TLT network, loaded once (learned methods)
+
+    @property
+    def model(self) -> str | None:
+        """The model of the learned methods: a path, a registry name, or None (the bundled model)."""
+        return self._models.spec
+
+    @model.setter
+    def model(self, spec: str | None) -> None:
+        self._models = ModelLoader(spec)
 
     def resolved_method(self) -> str:
         """The method ``track`` will use ("auto" resolved)."""
@@ -189,49 +195,15 @@ class LesionTracker:
 
     def check_model(self) -> None:
         """For a method that needs a model: find its file now (ModelFileError before any registration work when
-        it is missing, unknown or fails its checksum) and load it in the background, so that torch's import and
-        the load (1.5–2.5 s on 2 cores) overlap the registration; a file that does not load raises
-        ModelFileError from the next :meth:`track`."""
-        if self.resolved_method() in LEARNED_METHODS and self._loading is None:
-            self._model_path()
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tlt-model")
-            self._loading = pool.submit(self._predictor, self.device)
-            pool.shutdown(wait=False)
+        it is missing, unknown, fails its checksum or there is no PyTorch) and load it in the background, so
+        that torch's import and the load (1.5–2.5 s on 2 cores) overlap the registration; a file that does not
+        load raises ModelFileError from :meth:`wait_for_model` or the next :meth:`track`."""
+        if self.resolved_method() in LEARNED_METHODS:
+            self._models.start(self.device)
 
     def wait_for_model(self) -> None:
         """Wait for the load that :meth:`check_model` started (ModelFileError if it failed); no-op otherwise."""
-        if self._loading is not None:
-            loading, self._loading = self._loading, None
-            loading.result()
-
-    def _model_path(self) -> Any:
-        """The model file (ModelFileError: none, unknown, bad checksum, or no PyTorch to run it)."""
-        import importlib.util
-        import sys
-
-        from .errors import ModelFileError
-        from .weights import resolve_model
-
-        if sys.modules.get("torch", True) is None or (
-                "torch" not in sys.modules and importlib.util.find_spec("torch") is None):
-            raise ModelFileError(f"method {self.resolved_method()!r} needs PyTorch, which is not installed: "
-                                 "pip install torch (or pip install 'tlttracker[torch]'), or use --method auto")
-
-        path = resolve_model(self.model)
-        if path is None:
-            raise ModelFileError("method 'tlt' needs a model: pass --model PATH (a checkpoint written by "
-                                 "tlt-tracker train); this installation has no bundled model")
-        return path
-
-    def _predictor(self, device: str) -> Any:
-        """The TLT network of ``self.model`` (path, registry name, or the bundled model), loaded once (under a
-        lock: lesions side by side may ask at the same time)."""
-        with self._model_lock:
-            if getattr(self, "_tlt", None) is None or self._tlt[0] != device:
-                from .inference import TLTPredictor
-
-                self._tlt = (device, TLTPredictor.from_checkpoint(self._model_path(), device=device))
-            return self._tlt[1]
+        self._models.wait()
 
     def _track_learned(self, lesions: Sequence[Lesion], with_heatmap: bool, progress: ProgressFn | None,
                        snap_mm: float) -> list:
@@ -250,12 +222,12 @@ class LesionTracker:
         # the network's registration prior (RAA): the pair's deformable field where made, else the affine
         args = (self.baseline, self.followup, lesions, self.field if self.field is not None else forward)
         try:
-            predictions = self._predictor(self.device).predict(*args, with_heatmap=with_heatmap, progress=progress)
+            predictions = self._models.predictor(self.device).predict(*args, with_heatmap=with_heatmap, progress=progress)
         except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
             if "out of memory" not in str(exc).lower() or self.device == "cpu":
                 raise
             logger.warning("GPU out of memory: tracking on the CPU instead (slower)")
-            predictions = self._predictor("cpu").predict(*args, with_heatmap=with_heatmap, progress=progress)
+            predictions = self._models.predictor("cpu").predict(*args, with_heatmap=with_heatmap, progress=progress)
         out = []
         margin = MultiStartConfig.edge_margin_mm
         linear_inv = np.linalg.inv(forward.matrix)

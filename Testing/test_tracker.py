@@ -167,15 +167,3 @@ def test_learned_method_with_a_model_file_and_clear_errors(tmp_path, pair, no_bu
     with pytest.raises(ModelFileError):
         bad.track(pair.baseline_lesions[:1])
 
-
-def test_learned_method_without_pytorch_is_a_clear_error_at_once(monkeypatch):
-    """check_model() names the missing PyTorch before any work (not a traceback after the registration)."""
-    import sys
-
-    from TLTTrackerLib.errors import ModelFileError
-
-    monkeypatch.setitem(sys.modules, "torch", None)
-    for method in ("tlt", "tlt+refine"):
-        with pytest.raises(ModelFileError, match="needs PyTorch"):
-            LesionTracker(method=method).check_model()
-    LesionTracker(method="auto").check_model()  # refine needs no model and no torch
