@@ -32,11 +32,22 @@ LOCK_ABOVE_MM = 3.0  # snap_to_lesion keeps the coordinate along an axis of coar
 CLIP_HU = (-1000.0, 200.0)
 
 
+def template_sigma_mm(radius_mm: float) -> float:
+    """σ of the template's Gaussian weight (mm): the lesion and a rim of its surroundings."""
+    return max(2.0, 1.2 * radius_mm)
+
+
+def coarse_grid_mm(radius_mm: float) -> float:
+    """A grid for a wide search: σ/8, between 0.5 and 1 mm (a ±6 mm search for a large lesion on 0.5 mm took
+    0.57 s, on this grid ≈ 0.1 s; the sub-voxel peak stays finer than the grid)."""
+    return float(np.clip(template_sigma_mm(radius_mm) / 8.0, SPACING_MM, 1.0))
+
+
 def _template(baseline: Volume, center_lps_mm, radius_mm: float, linear_inv: np.ndarray, res,
               s: float = SPACING_MM):
     """``(template (2h+1)³, weight (2h+1)³, h, common resolution (3,) x y z mm)``: the baseline lesion on the
     ``s`` mm grid (z, y, x), blurred to the common resolution."""
-    sigma = max(2.0, 1.2 * radius_mm)
+    sigma = template_sigma_mm(radius_mm)
     h = int(np.ceil(2.5 * sigma / s))
     template, t_in = sample_patch(baseline, np.asarray(center_lps_mm, float), (h, h, h), s, linear_inv,
                                   return_mask=True)
@@ -85,16 +96,21 @@ def snap_to_lesion(
     search_mm: float = 2.5,
     lock_above_mm: float = LOCK_ABOVE_MM,
     spacing_mm: float = SPACING_MM,
+    locked_search_mm: float | None = None,
 ) -> tuple[np.ndarray, float]:
     """The follow-up point ``(3,)`` LPS mm within ±``search_mm`` of ``point_lps_mm`` where the lesion's template
     matches best, and that match (weighted NCC, as :func:`lesion_match`); module docstring. The shift stays on
-    the search box (a peak on its face is taken as it is). ``spacing_mm``: the grid of template and search (a
-    wide search for a large lesion on 0.5 mm costs 0.5 s; the sub-voxel peak is finer than the grid)."""
+    the search box (a peak on its face is taken as it is). ``spacing_mm``: the grid of template and search
+    (:func:`coarse_grid_mm` for a wide search). ``locked_search_mm``: the search at most this far when an axis is
+    locked (the match then finds false peaks across the others: ``tlt``'s ±6 mm became ±2.5 mm there,
+    docs/benchmarks.md §14)."""
     a, w, h, target = _template(baseline, center_lps_mm, radius_mm, linear_inv, resolution_mm, spacing_mm)
+    locked = np.asarray(target, float)[::-1] > lock_above_mm  # z, y, x
+    if locked_search_mm is not None and locked.any():
+        search_mm = min(search_mm, locked_search_mm)
     k = int(round(search_mm / spacing_mm))
     b, inside = _image(followup, point_lps_mm, h + k, resolution_mm[1], target, spacing_mm)
     score = masked_ncc_map(a, b, w, inside)  # (2k+1)³, node (k, k, k) = no shift
-    locked = np.asarray(target, float)[::-1] > lock_above_mm  # z, y, x
     # along a locked axis only the no-shift plane counts (size 1 there: subvoxel_at leaves that axis alone)
     plane = score[tuple(slice(k, k + 1) if lock else slice(None) for lock in locked)]
     peak = np.array(np.unravel_index(int(np.argmax(plane)), plane.shape))

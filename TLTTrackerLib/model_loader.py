@@ -30,9 +30,16 @@ class ModelLoader:
         self._lock = threading.Lock()
         self._loaded: tuple[str, Any] | None = None  # (device, predictor)
         self._loading: Future | None = None
+        self._path: Path | None = None
 
     def path(self) -> Path:
-        """The model file (ModelFileError: no PyTorch to run it, no model, an unknown name, a bad checksum)."""
+        """The model file (ModelFileError: no PyTorch to run it, no model, an unknown name, a bad checksum),
+        found once (the bundled model's checksum is not computed again for the load)."""
+        if self._path is None:
+            self._path = self._find()
+        return self._path
+
+    def _find(self) -> Path:
         from .weights import resolve_model
 
         if sys.modules.get("torch", True) is None or (

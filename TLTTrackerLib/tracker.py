@@ -214,20 +214,26 @@ class LesionTracker:
         network's own point), and that match (weighted NCC, clipped to [0, 1]) is the confidence: the network's
         token probability did not separate hits from misses (ROC AUC 0.47 against the match's 0.60 on the tuning
         seeds, docs/benchmarks.md §14)."""
-        from .lesion_template import LOCK_ABOVE_MM, snap_to_lesion
+        from .lesion_template import coarse_grid_mm, snap_to_lesion
         from .matching import axis_resolution_mm
 
         assert self.registration is not None and self.baseline is not None and self.followup is not None
         forward = self.registration.baseline_to_followup
         # the network's registration prior (RAA): the pair's deformable field where made, else the affine
-        args = (self.baseline, self.followup, lesions, self.field if self.field is not None else forward)
+        prior = self.field if self.field is not None else forward
+        baseline, followup = self.baseline, self.followup
+
+        def predict(device: str) -> list:
+            return self._models.predictor(device).predict(baseline, followup, lesions, prior,
+                                                          with_heatmap=with_heatmap, progress=progress)
+
         try:
-            predictions = self._models.predictor(self.device).predict(*args, with_heatmap=with_heatmap, progress=progress)
+            predictions = predict(self.device)
         except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
             if "out of memory" not in str(exc).lower() or self.device == "cpu":
                 raise
             logger.warning("GPU out of memory: tracking on the CPU instead (slower)")
-            predictions = self._models.predictor("cpu").predict(*args, with_heatmap=with_heatmap, progress=progress)
+            predictions = predict("cpu")
         out = []
         margin = MultiStartConfig.edge_margin_mm
         linear_inv = np.linalg.inv(forward.matrix)
@@ -237,14 +243,12 @@ class LesionTracker:
             center = np.asarray(pred.center_lps_mm, float)
             extra = {**pred.info, "network_start_lps_mm": np.round(pred.start_lps_mm, 3).tolist(),
                      "network_center_lps_mm": np.round(center, 3).tolist(),
-                     "network_confidence": float(pred.confidence)}
+                     "network_confidence": float(pred.confidence) if np.isfinite(pred.confidence) else None}
             confidence = float(pred.confidence)
             if snap_mm > 0 and self.followup.contains_lps(center):
-                spacing = float(np.clip(max(2.0, 1.2 * les.radius_mm) / 8.0, 0.5, 1.0))  # template σ / 8
-                coarse = bool(np.any(np.maximum(res[0], res[1]) > LOCK_ABOVE_MM))  # a thick-slice axis
-                search = min(snap_mm, TLT_SNAP_COARSE_MM) if coarse else snap_mm
                 center, ncc = snap_to_lesion(self.baseline, self.followup, les.center_lps_mm, center, les.radius_mm,
-                                             linear_inv, res, search_mm=search, spacing_mm=spacing)
+                                             linear_inv, res, search_mm=snap_mm, locked_search_mm=TLT_SNAP_COARSE_MM,
+                                             spacing_mm=coarse_grid_mm(les.radius_mm))
                 extra["lesion_ncc"] = round(ncc, 4)
                 if np.isfinite(confidence):  # NaN: an untrained model says nothing (flag untrained_model)
                     confidence = float(np.clip(ncc, 0.0, 1.0))

@@ -6,7 +6,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter, shift
 
 from TLTTrackerLib.geometry import Volume
-from TLTTrackerLib.lesion_template import lesion_match, snap_to_lesion
+from TLTTrackerLib.lesion_template import coarse_grid_mm, lesion_match, snap_to_lesion
 from TLTTrackerLib.matching import axis_resolution_mm
 
 
@@ -63,3 +63,17 @@ def test_snap_on_a_coarser_grid_still_lands_on_the_lesion():
                                 search_mm=6.0, spacing_mm=1.0)
     np.testing.assert_allclose(point, truth, atol=0.35)
     assert ncc > 0.95
+
+
+def test_a_locked_axis_caps_the_search_and_the_wide_grid_follows_the_lesion_size():
+    base, moved, res = _pair()
+    coarse = (res[0], res[1] * np.array([1.0, 1.0, 5.0]))  # a 5 mm follow-up along z: z locked
+    c = np.array([24.0, 24.0, 20.0])
+    start = c + np.array([4.0, -3.0, 2.0]) + np.array([4.5, 0.0, 0.0])  # 4.5 mm off in x
+    wide, _ = snap_to_lesion(base, moved, c, start, 2.0, np.eye(3), coarse, search_mm=6.0)
+    capped, _ = snap_to_lesion(base, moved, c, start, 2.0, np.eye(3), coarse, search_mm=6.0, locked_search_mm=2.5)
+    assert abs(wide[0] - start[0]) > 3.0  # ±6 mm reaches the lesion
+    assert np.all(np.abs(capped - start) <= 2.5 + 0.5 + 1e-9)  # ±2.5 mm where an axis is locked
+    same, _ = snap_to_lesion(base, moved, c, start, 2.0, np.eye(3), res, search_mm=6.0, locked_search_mm=2.5)
+    assert abs(same[0] - start[0]) > 3.0  # nothing locked: not capped
+    assert coarse_grid_mm(1.0) == 0.5 and coarse_grid_mm(5.0) == 0.75 and coarse_grid_mm(12.0) == 1.0
