@@ -21,10 +21,11 @@ from .errors import Cancelled, InputError  # noqa: F401 (Cancelled: re-exported)
 from .geometry import Volume
 from .lesions import Lesion
 from .model_loader import ModelLoader
-from .confidence import BACKTRACK_MIN_MM, cap_at_edge, nearest_edge_mm  # noqa: F401 (BACKTRACK_MIN_MM: re-exported)
+from .confidence import BACKTRACK_MIN_MM  # noqa: F401 (re-exported)
 from .core_share import Threads, available_cores, track_side_by_side
 from .deformable import PairField
 from .multistart import BACKTRACK_CONFIG, MultiStartConfig, track_point  # noqa: F401 (BACKTRACK_CONFIG: re-exported)
+from .network_tracking import TLT_SNAP_COARSE_MM, TLT_SNAP_MM, track_with_network, with_network_view  # noqa: F401
 from .refine import RefineConfig
 from .tracked_lesion import TrackedLesion
 from .validation import as_lesions, as_volume, check_inside, check_registration_pair, pair_fingerprint
@@ -39,13 +40,6 @@ METHODS = ("affine", "refine", "tlt", "tlt+refine")
 # need a model file (--model, or the bundled one); "tlt+refine": the network's point joins refine's starts
 LEARNED_METHODS: tuple[str, ...] = ("tlt", "tlt+refine")
 AUTO_METHOD = "refine"  # best measured method without a model (docs/benchmarks.md)
-# the network's point snaps onto the lesion's own template within this distance (mm): the network places a lesion
-# to about 4-5 mm (16 mm tokens at 2 mm), the template to a voxel; tuning seeds 0-3, `tlt` hits on large-motion
-# 8 -> 17 of 28, standard 11 -> 18, abdomen 43 -> 54 of 68 (4 mm: 16, 18, 52; 8 mm: 18, 17, 54; docs/benchmarks.md §14)
-TLT_SNAP_MM = 6.0
-# ... but within refine's 2.5 mm when either scan is coarser than 3 mm along an axis (the template's match is then
-# locked along it and finds false peaks across the others: tuning thick-slice MED 5.04 -> 5.77 mm at 6 mm, 5.05 here)
-TLT_SNAP_COARSE_MM = 2.5
 
 
 class LesionTracker:
@@ -206,60 +200,15 @@ class LesionTracker:
         self._models.wait()
 
     def _track_learned(self, lesions: Sequence[Lesion], with_heatmap: bool, progress: ProgressFn | None,
-                       snap_mm: float) -> list:
-        """All lesions in one batched network pass, each started where the pair's deformable field (else the
-        affine) puts it (``extra["network_start_lps_mm"]``); on CUDA out-of-memory, warn and run on the CPU.
-        Each point inside the follow-up then snaps onto the lesion's own template's best match within
-        ``snap_mm`` (:func:`~.lesion_template.snap_to_lesion`; ``extra["network_center_lps_mm"]`` keeps the
-        network's own point), and that match (weighted NCC, clipped to [0, 1]) is the confidence: the network's
-        token probability did not separate hits from misses (ROC AUC 0.47 against the match's 0.60 on the tuning
-        seeds, docs/benchmarks.md §14)."""
-        from .lesion_template import coarse_grid_mm, snap_to_lesion
-        from .matching import axis_resolution_mm
-
+                       snap_mm: float) -> list[TrackedLesion]:
+        """The network on ``lesions``, started where the pair's deformable field (else the affine) puts them
+        (:func:`~.network_tracking.track_with_network`)."""
         assert self.registration is not None and self.baseline is not None and self.followup is not None
         forward = self.registration.baseline_to_followup
         # the network's registration prior (RAA): the pair's deformable field where made, else the affine
         prior = self.field if self.field is not None else forward
-        baseline, followup = self.baseline, self.followup
-
-        def predict(device: str) -> list:
-            return self._models.predictor(device).predict(baseline, followup, lesions, prior,
-                                                          with_heatmap=with_heatmap, progress=progress)
-
-        try:
-            predictions = predict(self.device)
-        except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError
-            if "out of memory" not in str(exc).lower() or self.device == "cpu":
-                raise
-            logger.warning("GPU out of memory: tracking on the CPU instead (slower)")
-            predictions = predict("cpu")
-        out = []
-        margin = MultiStartConfig.edge_margin_mm
-        linear_inv = np.linalg.inv(forward.matrix)
-        res = (axis_resolution_mm(self.baseline), axis_resolution_mm(self.followup))
-        for les, pred in zip(lesions, predictions):
-            affine_c = forward.apply(les.center_lps_mm)
-            center = np.asarray(pred.center_lps_mm, float)
-            extra = {**pred.info, "network_start_lps_mm": np.round(pred.start_lps_mm, 3).tolist(),
-                     "network_center_lps_mm": np.round(center, 3).tolist(),
-                     "network_confidence": float(pred.confidence) if np.isfinite(pred.confidence) else None}
-            confidence = float(pred.confidence)
-            if snap_mm > 0 and self.followup.contains_lps(center):
-                center, ncc = snap_to_lesion(self.baseline, self.followup, les.center_lps_mm, center, les.radius_mm,
-                                             linear_inv, res, search_mm=snap_mm, locked_search_mm=TLT_SNAP_COARSE_MM,
-                                             spacing_mm=coarse_grid_mm(les.radius_mm))
-                extra["lesion_ncc"] = round(ncc, 4)
-                if np.isfinite(confidence):  # NaN: an untrained model says nothing (flag untrained_model)
-                    confidence = float(np.clip(ncc, 0.0, 1.0))
-            # as refine's: a start or point at, or beyond, the follow-up's edge is a guess (outside_followup)
-            edge = nearest_edge_mm(self.followup, pred.start_lps_mm, center)
-            flags = tuple(pred.info.get("flags", ())) + (("outside_followup",) if edge < margin else ())
-            confidence = cap_at_edge(confidence, edge, margin)
-            out.append(TrackedLesion(les.id, les.center_lps_mm, center, les.radius_mm, "tlt",
-                                     confidence if self.followup.contains_lps(center) else 0.0, affine_c,
-                                     flags, pred.heatmap, extra))
-        return out
+        return track_with_network(self._models.predictor, self.device, self.baseline, self.followup, forward, prior,
+                                  lesions, with_heatmap, progress, snap_mm)
 
     def _track_learned_refined(self, lesions: Sequence[Lesion], with_heatmap: bool, backtrack: bool,
                                progress: ProgressFn | None, cancel: CancelFn | None) -> list[TrackedLesion]:
@@ -272,7 +221,7 @@ class LesionTracker:
         Tuning seeds 0–3: the same hits as ``refine`` on every scenario, lower MED on extreme and fov-edge
         (docs/benchmarks.md §13). The confidence is refine's (back-tracking, similarity, edge), halved when the
         network ran and the kept result lies more than max(radius, 10 mm) from its point (the two views
-        disagree); ``extra`` keeps the network's point and confidence (None where it did not run)."""
+        disagree; :func:`~.network_tracking.with_network_view`)."""
         def one(k: int, les: Lesion, config: MultiStartConfig) -> TrackedLesion:
             network: list[TrackedLesion] = []
 
@@ -281,16 +230,7 @@ class LesionTracker:
                 return network[0].followup_center_lps_mm[None]
 
             r = self._track_one(les, "refine", with_heatmap, backtrack, {les.id: network_start}, config=config)
-            confidence, extra = r.confidence, {**r.extra, "network_center_lps_mm": None, "network_confidence": None}
-            if network:
-                net = network[0]
-                apart = float(np.linalg.norm(r.followup_center_lps_mm - net.followup_center_lps_mm))
-                confidence = r.confidence if apart <= max(les.radius_mm, 10.0) else 0.5 * r.confidence
-                extra.update(network_center_lps_mm=np.round(net.followup_center_lps_mm, 3).tolist(),
-                             network_confidence=net.confidence if np.isfinite(net.confidence) else None,
-                             network_result_apart_mm=round(apart, 3))
-            return TrackedLesion(r.id, r.baseline_center_lps_mm, r.followup_center_lps_mm, r.radius_mm,
-                                 "tlt+refine", float(confidence), r.affine_center_lps_mm, r.flags, r.heatmap, extra)
+            return with_network_view(r, network[0] if network else None)
 
         return self._each_lesion(lesions, one, progress, cancel)
 
