@@ -201,3 +201,30 @@ def test_several_results_are_ranked_by_the_selection_score(shifted):
     plain = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field,
                         config=MultiStartConfig(accept_miss_mm=0.0, coarse=None, lesion_weight=0.0))
     assert "score" not in plain.info["records"][0]
+
+
+def test_a_small_lesion_whose_starts_all_fail_also_gets_its_field_start_snapped(shifted):
+    """One more result without a refinement: the field start (1.5 mm off) snapped to the lesion's template.
+    accept_miss_mm 0: no result counts as consistent; demons without iterations: the refined field start stays
+    1.5 mm off, so the snapped point is a result of its own. Not for a large lesion, nor when switched off."""
+    from dataclasses import replace
+
+    from TLTTrackerLib.deformable import PairField
+    from TLTTrackerLib.refine import DemonsLevel, RefineConfig
+
+    baseline, followup, truth, wrong, centre = shifted
+    grid = Volume(np.zeros((20, 40, 40), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[4.0, 4.0, 8.0])
+    offset = np.array([1.0, -1.0, 0.5])
+    u = (wrong.translation_mm - truth.translation_mm + offset).astype(np.float32)
+    field = PairField(wrong, np.broadcast_to(u, (20, 40, 40, 3)).copy(), grid)
+    target = truth.apply(centre)
+    still = RefineConfig(levels=(DemonsLevel(4.0, 40.0, 0, 6.0),), affine_iterations=0)
+    config = MultiStartConfig(accept_miss_mm=0.0, coarse=None, refine=still)
+    out = track_point(baseline, followup, centre, 2.0, wrong, pair_field=field, config=config)
+    snapped = [x for x in out.info["records"] if x.get("snapped")]
+    assert len(snapped) == 1 and np.isfinite(snapped[0]["miss_mm"])
+    assert np.allclose(out.info["starts_lps_mm"][snapped[0]["start"]], target - offset, atol=1e-3)
+    assert np.linalg.norm(snapped[0]["result"].center_lps_mm - target) < 0.5
+    for radius, other in ((6.0, config), (2.0, replace(config, field_snap_start=False))):
+        out = track_point(baseline, followup, centre, radius, wrong, pair_field=field, config=other)
+        assert not any(x.get("snapped") for x in out.info["records"])
