@@ -198,9 +198,12 @@ def track_point(
                 starts.append(far[0])
     if (config.field_snap_start and pair_field is not None and backtrack and _snaps(radius_mm, config)
             and not any(np.isfinite(x["miss_mm"]) and x["miss_mm"] < config.accept_miss_mm for x in records)):
-        field_record = next((x for x in records if starts[x["start"]] is field_c and not x["result"].fell_back), None)
+        field_record = next((x for x in records
+                             if starts[x["start"]] is field_c and not x["result"].fell_back), None)
         if field_record is not None:
-            q, _ = snap_to_lesion(baseline, followup, c, field_c, radius_mm, linear_inv, res, search_mm=config.snap_mm)
+            q, _ = snap_to_lesion(baseline, followup, c, field_c, radius_mm, linear_inv, res,
+                                  search_mm=config.snap_mm)
+            # within 1 mm of a refined result it adds nothing: that result snaps there too
             if min(np.linalg.norm(q - x["result"].center_lps_mm) for x in records) >= 1.0:
                 back = refine_center(followup, baseline, q, radius_mm, backward, config=back_config,
                                      start_lps_mm=pair_field.to_baseline(q) if config.field_backtrack else None)
