@@ -165,20 +165,23 @@ def track_point(
     starts = candidates + base if config.candidates_first else base + candidates
     backward, back_config = baseline_to_followup.inverse(), backtrack_config(config.refine)
     records: list[dict[str, Any]] = []
+
+    def back_miss(point_lps_mm: np.ndarray) -> float:
+        """The one-level check: ``point_lps_mm`` tracked back to the baseline, its distance from ``c`` (mm)."""
+        back_start = (pair_field.to_baseline(point_lps_mm) if pair_field is not None and config.field_backtrack
+                      else None)
+        back = refine_center(followup, baseline, point_lps_mm, radius_mm, backward, config=back_config,
+                             start_lps_mm=back_start)
+        return float(np.linalg.norm(back.center_lps_mm - c))
+
     n = 0
     while n < len(starts) and (backtrack or n == 0):
         r = refine_center(baseline, followup, c, radius_mm, baseline_to_followup, config.refine,
                           start_lps_mm=starts[n], keep_maps=keep_maps, prior=priors.get(id(starts[n])))
-        miss = float("nan")
-        if backtrack and not r.fell_back:
-            back_start = (pair_field.to_baseline(r.center_lps_mm) if pair_field is not None and config.field_backtrack
-                          else None)
-            back = refine_center(followup, baseline, r.center_lps_mm, radius_mm, backward, config=back_config,
-                                 start_lps_mm=back_start)
-            miss = float(np.linalg.norm(back.center_lps_mm - c))
+        miss = back_miss(r.center_lps_mm) if backtrack and not r.fell_back else float("nan")
         records.append({"start": n, "result": r, "miss_mm": miss})
         n += 1
-        consistent = any(np.isfinite(x["miss_mm"]) and x["miss_mm"] < config.accept_miss_mm for x in records)
+        consistent = _tracks_back(records, config.accept_miss_mm)
         if consistent and (config.candidates_first or pair_field is not None):
             break
         if late is not None and n == len(starts) and backtrack and not consistent:
@@ -197,7 +200,7 @@ def track_point(
             if far and min(np.linalg.norm(far[0] - q) for q in done) >= config.min_jump_mm:
                 starts.append(far[0])
     if (config.field_snap_start and pair_field is not None and backtrack and _snaps(radius_mm, config)
-            and not any(np.isfinite(x["miss_mm"]) and x["miss_mm"] < config.accept_miss_mm for x in records)):
+            and not _tracks_back(records, config.accept_miss_mm)):
         field_record = next((x for x in records
                              if starts[x["start"]] is field_c and not x["result"].fell_back), None)
         if field_record is not None:
@@ -205,12 +208,9 @@ def track_point(
                                   search_mm=config.snap_mm)
             # within 1 mm of a refined result it adds nothing: that result snaps there too
             if min(np.linalg.norm(q - x["result"].center_lps_mm) for x in records) >= 1.0:
-                back = refine_center(followup, baseline, q, radius_mm, backward, config=back_config,
-                                     start_lps_mm=pair_field.to_baseline(q) if config.field_backtrack else None)
                 starts.append(field_c)
                 records.append({"start": len(starts) - 1, "snapped": True,
-                                "result": replace(field_record["result"], center_lps_mm=q),
-                                "miss_mm": float(np.linalg.norm(back.center_lps_mm - c))})
+                                "result": replace(field_record["result"], center_lps_mm=q), "miss_mm": back_miss(q)})
     finite = [x for x in records if np.isfinite(x["miss_mm"])]
     if pair_field is not None and len(finite) > 1 and config.lesion_weight > 0:
         for x in finite:
@@ -259,6 +259,11 @@ def track_point(
     if keep_maps and r.info.get("maps"):
         info["maps"] = r.info["maps"]
     return PointResult(center, confidence, tuple(flags), r.level_similarity, info)
+
+
+def _tracks_back(records: list[dict[str, Any]], accept_miss_mm: float) -> bool:
+    """Whether any result so far back-tracks within ``accept_miss_mm`` (the search may end)."""
+    return any(np.isfinite(x["miss_mm"]) and x["miss_mm"] < accept_miss_mm for x in records)
 
 
 def _snaps(radius_mm: float, config: MultiStartConfig) -> bool:
