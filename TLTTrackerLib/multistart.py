@@ -22,7 +22,7 @@
              the miss of a second check started at D⁻¹(r) without the local affine, minus
              ``lesion_weight`` × the lesion template's NCC at r (:func:`selection_score`)
     a small lesion (r ≤ ``snap_max_radius_mm``) then snaps to its own template's best match within ``snap_mm``
-             (:func:`~.lesion_template.snap_to_lesion`)
+             (:func:`~.lesion_template.snap_to_lesion`) when that match reaches ``snap_min_ncc``
 
 Demons' own similarity after registration cannot pick the start: a deformable field matches wrong tissue well
 too. The back-tracking miss can, because a wrong match started from a point far from ``c`` comes back far from
@@ -81,7 +81,10 @@ class MultiStartConfig:
     the body wall) that affine moves even a start at the true centre 5–12 mm off (docs/benchmarks.md §11).
     ``lesion_weight``: weight of the lesion template's NCC in :func:`selection_score` (0: the plain miss).
     ``field_snap_start``: see the module docstring; the record reuses the field start's refined similarity (its
-    ``"snapped"`` key is True). Tuning seeds 0–3: 182 → 183 of 199 hits, none lost (docs/benchmarks.md §15)."""
+    ``"snapped"`` key is True). Tuning seeds 0–3: 182 → 183 of 199 hits, none lost (docs/benchmarks.md §15).
+    ``snap_min_ncc``: the last snap is kept only where the template's best match reaches this weighted NCC; below
+    it (a nodule deformed or cut by the scan's edge) the registration's point stays. Tuning seeds 0–3: a nodule
+    snapped 0.28 → 2.04 mm off by a peak of 0.45 now stays; any value in 0.45–0.6 gave the same (§16)."""
 
     coarse: CoarseConfig | None = CoarseConfig()
     min_jump_mm: float = 8.0
@@ -96,6 +99,7 @@ class MultiStartConfig:
     field_prior_start: bool = True
     lesion_weight: float = 4.0
     field_snap_start: bool = True
+    snap_min_ncc: float = 0.5
     refine: RefineConfig = RefineConfig()
 
     def __post_init__(self) -> None:
@@ -226,9 +230,12 @@ def track_point(
     small = not r.fell_back and radius_mm <= LESION_MATCH_MAX_RADIUS_MM
     snap = not r.fell_back and _snaps(radius_mm, config)
     if snap:
-        center, lesion_ncc = snap_to_lesion(baseline, followup, c, center, radius_mm, linear_inv, res,
-                                            search_mm=config.snap_mm)
-    elif small and backtrack:  # selection_score may have measured it at this point already
+        snapped, peak = snap_to_lesion(baseline, followup, c, center, radius_mm, linear_inv, res,
+                                       search_mm=config.snap_mm)
+        snap = peak >= config.snap_min_ncc  # a weak peak is not the lesion: it would move the point by noise
+        if snap:
+            center, lesion_ncc = snapped, peak
+    if not snap and small and backtrack:  # selection_score may have measured it at this point already
         lesion_ncc = best["lesion_ncc"] if "lesion_ncc" in best else lesion_match(baseline, followup, c, center,
                                                                                    radius_mm, linear_inv, res)
     edge = nearest_edge_mm(followup, affine_c, center)

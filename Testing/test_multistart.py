@@ -161,6 +161,25 @@ def test_a_small_lesion_snaps_and_a_large_one_does_not(shifted):
     assert small.info["lesion_ncc"] > 0.9
 
 
+def test_a_small_lesion_does_not_snap_onto_a_weak_match(shifted):
+    """Where the lesion's own template matches nowhere near the result (its follow-up surroundings replaced by
+    other texture), the snap would move the point by noise: the registration's point stays, and the lesion
+    term of the confidence is the weak match there."""
+    baseline, followup, truth, _, centre = shifted
+    good = AffineTransform(np.eye(3), truth.translation_mm + np.array([1.0, -1.0, 0.5]))
+    other = _textured_ct(11)
+    target = followup.lps_to_index_kji(truth.apply(centre))
+    kk, jj, ii = np.indices(followup.shape_kji)
+    ball = (((np.stack([kk, jj, ii], -1) - target) * np.array([2.0, 1.0, 1.0])) ** 2).sum(-1) < 12.0**2
+    swapped = followup.with_array(np.where(ball, other.array, followup.array).astype(np.int16))
+    weak = track_point(baseline, swapped, centre, 2.0, good)
+    assert "snap_mm" not in weak.info and weak.info["lesion_ncc"] < 0.5
+    chosen = next(x for x in weak.info["records"] if x["start"] == weak.info["chosen_start"])
+    assert np.allclose(weak.center_lps_mm, chosen["result"].center_lps_mm)
+    never = track_point(baseline, followup, centre, 2.0, good, config=MultiStartConfig(snap_min_ncc=1.01))
+    assert "snap_mm" not in never.info and never.info["lesion_ncc"] > 0.5
+
+
 def test_field_prior_is_the_fields_shape_around_its_start():
     """With u = 0 the field is the affine, whose shape around any start is the affine itself: d = 0; with a
     linear u(y) = B y the prior is D(c + A⁻¹ g) - D(c) - g = ((I + B)⁻¹ - I) g (A = I)."""
