@@ -208,6 +208,8 @@ def track_point(
         field_record = next((x for x in records
                              if starts[x["start"]] is field_c and not x["result"].fell_back), None)
         if field_record is not None:
+            # not held to snap_min_ncc: it is only a candidate, ranked like the others (a tuning nodule's best
+            # result, 0.28 mm off, was this record at NCC 0.09; docs/benchmarks.md §16)
             q, _ = snap_to_lesion(baseline, followup, c, field_c, radius_mm, linear_inv, res,
                                   search_mm=config.snap_mm)
             # within 1 mm of a refined result it adds nothing: that result snaps there too
