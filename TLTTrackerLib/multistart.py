@@ -13,10 +13,14 @@
              ``accept_miss_mm`` (one refinement when the first start is good: the field start is refined only
              when the affine one fails that check); a coarse peak within ``min_jump_mm`` of a result already
              refined is skipped (the two agree: no second refinement)
-    a small lesion (r ≤ ``snap_max_radius_mm``) none of whose results back-tracks within ``accept_miss_mm`` gets one
-             more result without a refinement: the field start D(c) snapped to the lesion's own template
-             (``field_snap_start``; near the cut edge of a follow-up the ±40 mm region registration moved field
-             starts 1.4–2.5 mm off to 5–6 mm off), back-tracked like the others
+    a small lesion (r ≤ ``snap_max_radius_mm``) none of whose results back-tracks within ``accept_miss_mm`` gets up
+             to two more results without a refinement (``field_snap_start``): the field start D(c) snapped to the
+             lesion's own template within ±``snap_mm`` (near the cut edge of a follow-up the ±40 mm region
+             registration moved field starts 1.4–2.5 mm off to 5–6 mm off), back-tracked like the others; and
+             within ±``wide_snap_mm`` on a 1 mm grid (where the field itself is 8–11 mm off a nodule under
+             extreme motion), whose miss is the smaller of that check's and the template's own way back: the
+             follow-up around the point, as a template, found in the baseline within ±``wide_snap_mm`` of its
+             D⁻¹ (a region check started ≈ 10 mm off, as the field is there, does not come back)
     keep the start whose result has the smallest back-tracking miss (ties: the first listed); with the pair
              field and more than one result, the smallest selection score instead: the mean of that miss and
              the miss of a second check started at D⁻¹(r) without the local affine, minus
@@ -43,7 +47,7 @@ from .coarse_search import CoarseConfig, CoarseMatch, coarse_search
 from .confidence import BACKTRACK_MIN_MM, LESION_MATCH_MAX_RADIUS_MM, combined_confidence, nearest_edge_mm
 from .deformable import PairField
 from .geometry import Volume
-from .lesion_template import lesion_match, snap_to_lesion
+from .lesion_template import SPACING_MM, lesion_match, snap_to_lesion
 from .matching import axis_resolution_mm
 from .refine import RefineConfig, refine_center
 from .transforms import AffineTransform
@@ -84,7 +88,9 @@ class MultiStartConfig:
     ``"snapped"`` key is True). Tuning seeds 0–3: 182 → 183 of 199 hits, none lost (docs/benchmarks.md §15).
     ``snap_min_ncc``: the last snap is kept only where the template's best match reaches this weighted NCC; below
     it (a nodule deformed or cut by the scan's edge) the registration's point stays. Tuning seeds 0–3: a nodule
-    snapped 0.28 → 2.04 mm off by a peak of 0.45 now stays; any value in 0.45–0.6 gave the same (§16)."""
+    snapped 0.28 → 2.04 mm off by a peak of 0.45 now stays; any value in 0.45–0.6 gave the same (§16).
+    ``wide_snap_mm``: see the module docstring (0: off). Tuning seeds 0–3: 184 → 185 of 199, an ``extreme`` nodule
+    10.99 → 0.33 mm, none lost (docs/benchmarks.md §17)."""
 
     coarse: CoarseConfig | None = CoarseConfig()
     min_jump_mm: float = 8.0
@@ -100,6 +106,7 @@ class MultiStartConfig:
     lesion_weight: float = 4.0
     field_snap_start: bool = True
     snap_min_ncc: float = 0.5
+    wide_snap_mm: float = 10.0
     refine: RefineConfig = RefineConfig()
 
     def __post_init__(self) -> None:
@@ -208,15 +215,25 @@ def track_point(
         field_record = next((x for x in records
                              if starts[x["start"]] is field_c and not x["result"].fell_back), None)
         if field_record is not None:
-            # not held to snap_min_ncc: it is only a candidate, ranked like the others (a tuning nodule's best
+            # not held to snap_min_ncc: they are only candidates, ranked like the others (a tuning nodule's best
             # result, 0.28 mm off, was this record at NCC 0.09; docs/benchmarks.md §16)
-            q, _ = snap_to_lesion(baseline, followup, c, field_c, radius_mm, linear_inv, res,
-                                  search_mm=config.snap_mm)
-            # within 1 mm of a refined result it adds nothing: that result snaps there too
-            if min(np.linalg.norm(q - x["result"].center_lps_mm) for x in records) >= 1.0:
+            for search_mm, grid_mm in ((config.snap_mm, SPACING_MM), (config.wide_snap_mm, 1.0)):
+                if search_mm <= 0:
+                    continue
+                q, _ = snap_to_lesion(baseline, followup, c, field_c, radius_mm, linear_inv, res,
+                                      search_mm=search_mm, spacing_mm=grid_mm, locked_search_mm=config.snap_mm)
+                # within 1 mm of a result already listed it adds nothing: that result snaps there too
+                if min(np.linalg.norm(q - x["result"].center_lps_mm) for x in records) < 1.0:
+                    continue
+                miss = back_miss(q)
+                if search_mm > config.snap_mm:  # the template's own way back (module docstring)
+                    back, _ = snap_to_lesion(followup, baseline, q, pair_field.to_baseline(q), radius_mm,
+                                             baseline_to_followup.matrix, res[::-1], search_mm=search_mm,
+                                             spacing_mm=grid_mm, locked_search_mm=config.snap_mm)
+                    miss = min(miss, float(np.linalg.norm(back - c)))
                 starts.append(field_c)
                 records.append({"start": len(starts) - 1, "snapped": True,
-                                "result": replace(field_record["result"], center_lps_mm=q), "miss_mm": back_miss(q)})
+                                "result": replace(field_record["result"], center_lps_mm=q), "miss_mm": miss})
     finite = [x for x in records if np.isfinite(x["miss_mm"])]
     if pair_field is not None and len(finite) > 1 and config.lesion_weight > 0:
         for x in finite:
