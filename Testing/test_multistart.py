@@ -222,23 +222,30 @@ def test_several_results_are_ranked_by_the_selection_score(shifted):
     assert "score" not in plain.info["records"][0]
 
 
-def test_a_small_lesion_whose_starts_all_fail_also_gets_its_field_start_snapped(shifted):
-    """One more result without a refinement: the field start (1.5 mm off) snapped to the lesion's template.
-    accept_miss_mm 0: no result counts as consistent; demons without iterations: the refined field start stays
-    1.5 mm off, so the snapped point is a result of its own. Not for a large lesion, nor when switched off."""
-    from dataclasses import replace
-
+def _field_off_by(shifted, offset_mm):
+    """A uniform pair field whose start D(c) lies ``offset_mm`` (x y z) short of the lesion's follow-up centre,
+    and a config under which no result counts as consistent (accept_miss_mm 0) and refinement does not move a start
+    (demons without iterations, no local affine): ``(field, config, target)``."""
     from TLTTrackerLib.deformable import PairField
     from TLTTrackerLib.refine import DemonsLevel, RefineConfig
 
     baseline, followup, truth, wrong, centre = shifted
     grid = Volume(np.zeros((20, 40, 40), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[4.0, 4.0, 8.0])
-    offset = np.array([1.0, -1.0, 0.5])
-    u = (wrong.translation_mm - truth.translation_mm + offset).astype(np.float32)
+    u = (wrong.translation_mm - truth.translation_mm + np.asarray(offset_mm)).astype(np.float32)
     field = PairField(wrong, np.broadcast_to(u, (20, 40, 40, 3)).copy(), grid)
-    target = truth.apply(centre)
     still = RefineConfig(levels=(DemonsLevel(4.0, 40.0, 0, 6.0),), affine_iterations=0)
-    config = MultiStartConfig(accept_miss_mm=0.0, coarse=None, refine=still)
+    return field, MultiStartConfig(accept_miss_mm=0.0, coarse=None, refine=still), truth.apply(centre)
+
+
+def test_a_small_lesion_whose_starts_all_fail_also_gets_its_field_start_snapped(shifted):
+    """One more result without a refinement: the field start (1.5 mm off) snapped to the lesion's template; the
+    refined field start stays 1.5 mm off, so the snapped point is a result of its own. Not for a large lesion,
+    nor when switched off."""
+    from dataclasses import replace
+
+    baseline, followup, truth, wrong, centre = shifted
+    offset = np.array([1.0, -1.0, 0.5])
+    field, config, target = _field_off_by(shifted, offset)
     out = track_point(baseline, followup, centre, 2.0, wrong, pair_field=field, config=config)
     snapped = [x for x in out.info["records"] if x.get("snapped")]
     assert len(snapped) == 1 and np.isfinite(snapped[0]["miss_mm"])
@@ -257,17 +264,8 @@ def test_a_small_lesion_far_from_its_field_start_is_found_by_the_wide_snap(shift
     own start track back exactly.)"""
     from dataclasses import replace
 
-    from TLTTrackerLib.deformable import PairField
-    from TLTTrackerLib.refine import DemonsLevel, RefineConfig
-
     baseline, followup, truth, wrong, centre = shifted
-    grid = Volume(np.zeros((20, 40, 40), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[4.0, 4.0, 8.0])
-    offset = np.array([6.0, -5.0, 3.0])
-    u = (wrong.translation_mm - truth.translation_mm + offset).astype(np.float32)
-    field = PairField(wrong, np.broadcast_to(u, (20, 40, 40, 3)).copy(), grid)
-    target = truth.apply(centre)
-    still = RefineConfig(levels=(DemonsLevel(4.0, 40.0, 0, 6.0),), affine_iterations=0)
-    config = MultiStartConfig(accept_miss_mm=0.0, coarse=None, refine=still)
+    field, config, target = _field_off_by(shifted, [6.0, -5.0, 3.0])
     out = track_point(baseline, followup, centre, 2.0, wrong, pair_field=field, config=config)
     near = [x for x in out.info["records"] if np.linalg.norm(x["result"].center_lps_mm - target) < 1.0]
     assert len(near) == 1 and near[0].get("snapped") and near[0]["miss_mm"] < 1.0
