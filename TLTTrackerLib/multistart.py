@@ -15,12 +15,8 @@
              refined is skipped (the two agree: no second refinement)
     a small lesion (r ≤ ``snap_max_radius_mm``) none of whose results back-tracks within ``accept_miss_mm`` gets up
              to two more results without a refinement (``field_snap_start``): the field start D(c) snapped to the
-             lesion's own template within ±``snap_mm`` (near the cut edge of a follow-up the ±40 mm region
-             registration moved field starts 1.4–2.5 mm off to 5–6 mm off), back-tracked like the others; and
-             within ±``wide_snap_mm`` on a 1 mm grid (where the field itself is 8–11 mm off a nodule under
-             extreme motion), whose miss is the smaller of that check's and the template's own way back: the
-             follow-up around the point, as a template, found in the baseline within ±``wide_snap_mm`` of its
-             D⁻¹ (a region check started ≈ 10 mm off, as the field is there, does not come back)
+             lesion's own template within ±``snap_mm`` and within ±``wide_snap_mm``, each with its miss
+             (:func:`~.field_starts.snapped_field_starts`)
     keep the start whose result has the smallest back-tracking miss (ties: the first listed); with the pair
              field and more than one result, the smallest selection score instead: the mean of that miss and
              the miss of a second check started at D⁻¹(r) without the local affine, minus
@@ -46,8 +42,9 @@ import numpy as np
 from .coarse_search import CoarseConfig, CoarseMatch, coarse_search
 from .confidence import BACKTRACK_MIN_MM, LESION_MATCH_MAX_RADIUS_MM, combined_confidence, nearest_edge_mm
 from .deformable import PairField
+from .field_starts import field_prior, snapped_field_starts
 from .geometry import Volume
-from .lesion_template import SPACING_MM, lesion_match, snap_to_lesion
+from .lesion_template import lesion_match, snap_to_lesion
 from .matching import axis_resolution_mm
 from .refine import RefineConfig, refine_center
 from .transforms import AffineTransform
@@ -215,22 +212,9 @@ def track_point(
         field_record = next((x for x in records
                              if starts[x["start"]] is field_c and not x["result"].fell_back), None)
         if field_record is not None:
-            # not held to snap_min_ncc: they are only candidates, ranked like the others (a tuning nodule's best
-            # result, 0.28 mm off, was this record at NCC 0.09; docs/benchmarks.md §16)
-            for search_mm, grid_mm in ((config.snap_mm, SPACING_MM), (config.wide_snap_mm, 1.0)):
-                if search_mm <= 0:
-                    continue
-                q, _ = snap_to_lesion(baseline, followup, c, field_c, radius_mm, linear_inv, res,
-                                      search_mm=search_mm, spacing_mm=grid_mm, locked_search_mm=config.snap_mm)
-                # within 1 mm of a result already listed it adds nothing: that result snaps there too
-                if min(np.linalg.norm(q - x["result"].center_lps_mm) for x in records) < 1.0:
-                    continue
-                miss = back_miss(q)
-                if search_mm > config.snap_mm:  # the template's own way back (module docstring)
-                    back, _ = snap_to_lesion(followup, baseline, q, pair_field.to_baseline(q), radius_mm,
-                                             baseline_to_followup.matrix, res[::-1], search_mm=search_mm,
-                                             spacing_mm=grid_mm, locked_search_mm=config.snap_mm)
-                    miss = min(miss, float(np.linalg.norm(back - c)))
+            for q, miss in snapped_field_starts(baseline, followup, c, radius_mm, pair_field, baseline_to_followup,
+                                                res, config.snap_mm, config.wide_snap_mm,
+                                                [x["result"].center_lps_mm for x in records], back_miss):
                 starts.append(field_c)
                 records.append({"start": len(starts) - 1, "snapped": True,
                                 "result": replace(field_record["result"], center_lps_mm=q), "miss_mm": miss})
@@ -307,19 +291,6 @@ def _add_distinct(points_lps_mm: Any, known: list[np.ndarray], out: list[np.ndar
             added.append(p)
     out.extend(added)
     return len(points)
-
-
-def field_prior(pair_field: PairField, center_lps_mm: np.ndarray, start_lps_mm: np.ndarray,
-                linear_inv: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """The pair field's displacement around ``start_lps_mm`` = D(c), as :func:`~.refine.refine_center`'s
-    ``prior``: fixed offset ``g`` shows baseline point ``c + A⁻¹ g``, which the field puts at ``D(c + A⁻¹ g)``, so
-    ``d(g) = D(c + A⁻¹ g) - D(c) - g`` (mm, x y z; zero at ``g = 0``)."""
-    c, p0 = np.asarray(center_lps_mm, float), np.asarray(start_lps_mm, float)
-
-    def prior(offsets_mm: np.ndarray) -> np.ndarray:
-        return pair_field.to_followup(c + offsets_mm @ linear_inv.T) - p0 - offsets_mm
-
-    return prior
 
 
 def selection_score(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray, radius_mm: float,
