@@ -7,7 +7,8 @@
              ``min_jump_mm`` from every start already listed (:mod:`.coarse_search`, centred on the first start);
              with ``candidates_first`` the caller's candidates come first
     for each start (at most ``max_starts`` beyond the caller's and the field's): refine
-             (:func:`~.refine.refine_center`), then track the result r back to the baseline with the one-level
+             (:func:`~.refine.refine_center`; its first level runs ``featureless_iterations`` for a lesion in
+             featureless surroundings, :mod:`.featureless`, and so does every check below), then track the result r back to the baseline with the one-level
              check (:func:`backtrack_config`), started at D⁻¹(r) (the field's inverse; the affine's T⁻¹(r) without
              a field): miss = |back - c| (mm); the search ends at the first result that back-tracks within
              ``accept_miss_mm`` (one refinement when the first start is good: the field start is refined only
@@ -42,6 +43,7 @@ import numpy as np
 from .coarse_search import CoarseConfig, CoarseMatch, coarse_search
 from .confidence import BACKTRACK_MIN_MM, LESION_MATCH_MAX_RADIUS_MM, combined_confidence, nearest_edge_mm
 from .deformable import PairField
+from .featureless import refine_for_surroundings
 from .field_starts import field_prior, snapped_field_starts
 from .geometry import Volume
 from .lesion_template import lesion_match, snap_to_lesion
@@ -87,7 +89,10 @@ class MultiStartConfig:
     it (a nodule deformed or cut by the scan's edge) the registration's point stays. Tuning seeds 0–3: a nodule
     snapped 0.28 → 2.04 mm off by a peak of 0.45 now stays; any value in 0.45–0.6 gave the same (§16).
     ``wide_snap_mm``: see the module docstring (0: off). Tuning seeds 0–3: 184 → 185 of 199, an ``extreme`` nodule
-    10.99 → 0.33 mm, none lost (docs/benchmarks.md §17)."""
+    10.99 → 0.33 mm, none lost (docs/benchmarks.md §17).
+    ``featureless_iterations``, ``featureless_std_hu``: the first refine level's demons iterations for a lesion whose
+    baseline surroundings are featureless, and the texture under which they are (:mod:`.featureless`; 0: off).
+    Tuning seeds: ``abdomen`` organ-interior points 42 → 47 of 48 (docs/benchmarks.md §18)."""
 
     coarse: CoarseConfig | None = CoarseConfig()
     min_jump_mm: float = 8.0
@@ -104,6 +109,8 @@ class MultiStartConfig:
     field_snap_start: bool = True
     snap_min_ncc: float = 0.5
     wide_snap_mm: float = 10.0
+    featureless_iterations: int = 320
+    featureless_std_hu: float = 30.0
     refine: RefineConfig = RefineConfig()
 
     def __post_init__(self) -> None:
@@ -151,6 +158,8 @@ def track_point(
     affine_c = baseline_to_followup.apply(c)
     linear_inv = np.linalg.inv(baseline_to_followup.matrix)
     res = (axis_resolution_mm(baseline), axis_resolution_mm(followup))
+    refine_config = refine_for_surroundings(config.refine, baseline, c, config.featureless_iterations,
+                                            config.featureless_std_hu)
     coarse: CoarseMatch | None = None
     base = [affine_c]
     limit = config.max_starts
@@ -171,7 +180,7 @@ def track_point(
     if late is None and candidates_lps_mm is not None:
         limit += _add_distinct(candidates_lps_mm, base, candidates)
     starts = candidates + base if config.candidates_first else base + candidates
-    backward, back_config = baseline_to_followup.inverse(), backtrack_config(config.refine)
+    backward, back_config = baseline_to_followup.inverse(), backtrack_config(refine_config)
     records: list[dict[str, Any]] = []
 
     def back_miss(point_lps_mm: np.ndarray) -> float:
@@ -184,7 +193,7 @@ def track_point(
 
     n = 0
     while n < len(starts) and (backtrack or n == 0):
-        r = refine_center(baseline, followup, c, radius_mm, baseline_to_followup, config.refine,
+        r = refine_center(baseline, followup, c, radius_mm, baseline_to_followup, refine_config,
                           start_lps_mm=starts[n], keep_maps=keep_maps, prior=priors.get(id(starts[n])))
         miss = back_miss(r.center_lps_mm) if backtrack and not r.fell_back else float("nan")
         records.append({"start": n, "result": r, "miss_mm": miss})
