@@ -13,9 +13,7 @@ point ``c`` sits at the ``y`` that solves ``y + u(y) = T(c)`` (:meth:`PairField.
 iteration). Both images are clipped to −1000..0 HU: the field sees air, lung, fat and the outlines of soft
 tissue, not the inside of organs, whose contrast enhancement changes between scans; clipped at 200 HU, as
 :mod:`.refine` does, demons chased that change through homogeneous liver and put organ-interior points 20–40 mm
-off on the ``abdomen`` tuning pairs. Bone is added back above ``bone_hu`` (300 HU, above enhanced soft tissue:
-``intensity = clip(HU, −1000, 0) + clip(HU, 300, 900) − 300``): without it ribs and spine read as soft tissue, and
-points on the chest wall slid along it (tuning seeds 0–3: 188 → 189 of 199, docs/benchmarks.md §18). The demons step is capped at ``max_step_voxels`` voxels per iteration: the
+off on the ``abdomen`` tuning pairs. The demons step is capped at ``max_step_voxels`` voxels per iteration: the
 default half a voxel left the 16 mm level short of 30–40 mm motion.
 
 Start error (distance of the start point to the exact follow-up centre) on the tuning pairs, seeds 0–3
@@ -35,20 +33,15 @@ from .geometry import Volume
 from .transforms import AffineTransform
 
 
-BONE_RANGE_HU = 600.0  # bone adds at most this to the field's intensity window
-
-
 @dataclass(frozen=True)
 class FieldConfig:
     """``levels``: (spacing mm, demons iterations, field smoothing in voxels) coarse to fine; ``max_step_voxels``:
-    demons' largest update per iteration; ``clip_hu``: the intensity window of both images; ``bone_hu``: HU above
-    which bone is added back to that window, up to 600 HU more (None: off); ``threads``: SimpleITK threads of each
-    demons filter (0: SimpleITK's default, all cores)."""
+    demons' largest update per iteration; ``clip_hu``: the intensity window of both images; ``threads``: SimpleITK
+    threads of each demons filter (0: SimpleITK's default, all cores)."""
 
     levels: tuple[tuple[float, int, float], ...] = ((16.0, 80, 1.25), (8.0, 60, 1.25), (4.0, 30, 1.25))
     max_step_voxels: float = 2.0
     clip_hu: tuple[float, float] = (-1000.0, 0.0)
-    bone_hu: float | None = 300.0
     threads: int = 0
 
 
@@ -134,7 +127,8 @@ def register_field(
     resampler.SetMatrix(inverse.matrix.ravel().tolist())
     resampler.SetTranslation(inverse.translation_mm.tolist())
     moved = sitk.Resample(b_img, f_img, resampler, sitk.sitkLinear, config.clip_hu[0], sitk.sitkFloat32)
-    fixed, moving = (_field_intensity(image, config) for image in (f_img, moved))
+    fixed = sitk.Clamp(f_img, sitk.sitkFloat32, *config.clip_hu)
+    moving = sitk.Clamp(moved, sitk.sitkFloat32, *config.clip_hu)
     field = None
     for spacing, iterations, smoothing in config.levels:
         f, m = shrink(fixed, spacing), shrink(moving, spacing)
@@ -153,14 +147,3 @@ def register_field(
     displacement = sitk.GetArrayFromImage(field).astype(np.float32)  # (K, J, I, 3), vector in x, y, z = LPS
     grid = volume_from_sitk(fixed)
     return PairField(baseline_to_followup, displacement, grid, time.perf_counter() - t0)
-
-
-def _field_intensity(image: Any, config: FieldConfig) -> Any:
-    """What demons compares (float32 SimpleITK image): HU clipped to ``clip_hu``, plus bone above ``bone_hu``."""
-    import SimpleITK as sitk
-
-    out = sitk.Clamp(image, sitk.sitkFloat32, *config.clip_hu)
-    if config.bone_hu is not None:
-        b = float(config.bone_hu)
-        out = out + (sitk.Clamp(image, sitk.sitkFloat32, b, b + BONE_RANGE_HU) - b)
-    return out
