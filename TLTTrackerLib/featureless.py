@@ -25,25 +25,25 @@ from dataclasses import replace
 import numpy as np
 
 from .geometry import Volume
-from .matching import sample_patch
+from .matching import patch_offsets_mm, sample_patch
 from .refine import RefineConfig
 
 SAMPLE_MM = 2.0
+RADIUS_MM = 20.0  # the surroundings: the ball of this radius around the lesion's centre
 
 
-def surroundings_std_hu(volume: Volume, center_lps_mm: np.ndarray, radius_mm: float = 20.0,
+def surroundings_std_hu(volume: Volume, center_lps_mm: np.ndarray, radius_mm: float = RADIUS_MM,
                         clip_hu: tuple[float, float] = (-1000.0, 200.0)) -> float:
     """Standard deviation (HU) of ``volume`` clipped to ``clip_hu`` over the ball of ``radius_mm`` around the
     centre ``(3,)`` LPS mm, on a 2 mm grid along the LPS axes; points outside the volume read as air."""
     h = int(np.ceil(radius_mm / SAMPLE_MM))
     values = sample_patch(volume, np.asarray(center_lps_mm, float), (h, h, h), SAMPLE_MM)
-    g = np.arange(-h, h + 1, dtype=float) * SAMPLE_MM
-    ball = (g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2) <= radius_mm**2
+    ball = np.sum(patch_offsets_mm((h, h, h), SAMPLE_MM) ** 2, axis=-1) <= radius_mm**2
     return float(np.clip(values[ball], *clip_hu).std())
 
 
 def refine_for_surroundings(refine: RefineConfig, volume: Volume, center_lps_mm: np.ndarray,
-                            iterations: int, max_std_hu: float, radius_mm: float = 20.0) -> RefineConfig:
+                            iterations: int, max_std_hu: float, radius_mm: float = RADIUS_MM) -> RefineConfig:
     """``refine`` with its first level's demons iterations raised to ``iterations`` when the baseline around the
     lesion is featureless (module docstring); ``refine`` itself otherwise, or when ``iterations`` ≤ the level's
     own count (0: off)."""

@@ -64,11 +64,12 @@ def snapped_field_starts(
     c = np.asarray(center_lps_mm, float)
     start = pair_field.to_followup(c)
     linear = np.asarray(baseline_to_followup.matrix, float)
+    linear_inv = np.linalg.inv(linear)
     out: list[tuple[np.ndarray, float]] = []
     for search_mm, grid_mm, way_back in ((snap_mm, SPACING_MM, False), (wide_snap_mm, 1.0, True)):
         if search_mm <= 0:
             continue
-        q, _ = snap_to_lesion(baseline, followup, c, start, radius_mm, np.linalg.inv(linear), resolution_mm,
+        q, _ = snap_to_lesion(baseline, followup, c, start, radius_mm, linear_inv, resolution_mm,
                               search_mm=search_mm, spacing_mm=grid_mm, locked_search_mm=snap_mm)
         if min(np.linalg.norm(q - p) for p in [*known_lps_mm, *(p for p, _ in out)]) < 1.0:
             continue

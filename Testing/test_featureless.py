@@ -14,7 +14,7 @@ from TLTTrackerLib.transforms import AffineTransform
 
 def _organ(rng: np.random.Generator) -> Volume:
     """A 160 mm cube of 2 mm voxels: homogeneous 60 HU 'liver' (noise σ 5 HU) in x < 0, textured lung-like
-    tissue (-1000..0 HU blocks) in x ≥ 0; origin at (-160, -160, -160) so that LPS (0, 0, 0) is the cube's centre."""
+    tissue (-1000..0 HU blocks) in x ≥ 0; origin at (-80, -80, -80) so that LPS (0, 0, 0) is the cube's centre."""
     a = (60.0 + 5.0 * rng.standard_normal((80, 80, 80))).astype(np.float32)
     blocks = rng.uniform(-1000.0, 0.0, (20, 20, 10)).repeat(4, 0).repeat(4, 1).repeat(4, 2)
     a[:, :, 40:] = blocks
