@@ -2,7 +2,7 @@
 :func:`~.multistart.track_point`.
 
 - :func:`field_prior`: the field's own shape around D(c), as the first level's starting field of a refinement
-  (``MultiStartConfig.field_prior_start``; docs/benchmarks.md §11).
+  (the ``"field_shape"`` start of ``MultiStartConfig.registration_starts``; docs/benchmarks.md §11, §19).
 - :func:`snapped_field_starts`: for a small lesion none of whose refined results tracks back, D(c) snapped to the
   lesion's own template, as results without a refinement (``field_snap_start``, ``wide_snap_mm``):
 

@@ -1,9 +1,10 @@
 """One lesion, several starts: the ``refine`` method with a wide coarse search and back-tracking selection.
 
-    starts = [affine estimate T(c)] + [field start D(c)] (the pair's deformable field, :mod:`.deformable`, when
-             given) + [D(c) again, refined from the field's own local shape, when ``field_prior_start``] +
-             caller's candidates (e.g. a network prediction; made only when needed if given as a function)
-             + coarse-search peaks that lie ≥
+    starts = the registration's starts in the order of ``registration_starts`` (with the pair's deformable
+             field, :mod:`.deformable`; without it the affine estimate T(c) alone): ``"field_shape"``, the field
+             start D(c) refined from the field's own local shape; ``"affine"``, T(c); ``"field"``, D(c) (these
+             two refined from the region's local affine) + caller's candidates (e.g. a network prediction; made
+             only when needed if given as a function) + coarse-search peaks that lie ≥
              ``min_jump_mm`` from every start already listed (:mod:`.coarse_search`, centred on the first start);
              with ``candidates_first`` the caller's candidates come first
     for each start (at most ``max_starts`` beyond the caller's and the field's): refine
@@ -12,7 +13,7 @@
              back to the baseline with the one-level check (:func:`backtrack_config`), started at D⁻¹(r) (the
              field's inverse; the affine's T⁻¹(r) without a field): miss = |back - c| (mm); the search ends at the
              first result that back-tracks within ``accept_miss_mm`` (one refinement when the first start is good:
-             the field start is refined only when the affine one fails that check); a coarse peak within
+             a start is refined only when every earlier one fails that check); a coarse peak within
              ``min_jump_mm`` of a result already refined is skipped (the two agree: no second refinement)
     a small lesion (r ≤ ``snap_max_radius_mm``) none of whose results back-tracks within ``accept_miss_mm`` gets up
              to two more results without a refinement (``field_snap_start``): the field start D(c) snapped to the
@@ -59,6 +60,7 @@ def backtrack_config(refine: RefineConfig) -> RefineConfig:
 
 
 BACKTRACK_CONFIG = backtrack_config(RefineConfig())  # the default check (re-exported by .tracker)
+START_KINDS = ("field_shape", "affine", "field")  # the names of MultiStartConfig.registration_starts
 
 
 @dataclass(frozen=True)
@@ -70,18 +72,20 @@ class MultiStartConfig:
     second refinements and changed 4 results by -0.41..+0.08 mm); ``edge_margin_mm``: see the module
     docstring; ``candidates_first``: see the module docstring (``tlt+refine`` lists the network's point after
     the registration's starts: first, it lost 3 tuning lesions, docs/benchmarks.md §13);
-    ``field_starts``: with a pair field, ``"second"`` refines the field's start after the affine one, ``"first"``
-    before it (tuning seeds 0–3: "second" better on standard, abdomen and fov-edge, equal on the motion
-    scenarios; docs/benchmarks.md §9); ``field_backtrack``: start the back-tracking check at the field's
-    inverse, else at the affine's (the affine's lost large-motion 0.750 -> 0.607 CPM@10mm on those seeds);
+    ``registration_starts``: with a pair field, the registration's starts in the order refined (module
+    docstring; each name at most once). The first level of ``"affine"`` and ``"field"`` starts from the region's
+    local affine: capture range, but a bias where the motion varies within the ±40 mm region (near bone, at the
+    body wall): from the exact centre it moved 17 of 180 tuning lesions beyond their radius, without it 4
+    (docs/benchmarks.md §11, §19). ``"field_shape"`` starts from the pair field's displacement around D(c)
+    (:func:`~.field_starts.field_prior`), which keeps a good start where it is. ``("field_shape", "affine",
+    "field")`` against §11–§18's ``("affine", "field", "field_shape")``: tuning seeds 0–3 188 = 188 of 199 hits
+    (MED 1.68 → 1.64 mm), seeds 4–9 187 → 191 of 226 (§19). ``field_backtrack``: start the back-tracking check
+    at the field's inverse, else at the affine's (the affine's lost large-motion 0.750 -> 0.607 CPM@10mm on
+    those seeds);
     ``snap_mm``: a lesion of radius ≤ ``snap_max_radius_mm`` ends at its own template's best match within this
     distance of the result (:func:`~.lesion_template.snap_to_lesion`; 0: off): a 1.5 mm nodule counts only
     within 1.5 mm, finer than the region registration places it. Larger lesions are left: a grown blob's
     template fits anywhere on a plateau (tuning seeds 0–3 with r ≤ 5 snapped: 5 blobs lost).
-    ``field_prior_start``: when neither the affine nor the field start back-tracks within ``accept_miss_mm``,
-    refine the field start once more with the field's displacement around it as the first level's starting
-    field instead of the region's local affine: under motion that varies within the ±40 mm region (near bone, at
-    the body wall) that affine moves even a start at the true centre 5–12 mm off (docs/benchmarks.md §11).
     ``lesion_weight``: weight of the lesion template's NCC in :func:`selection_score` (0: the plain miss).
     ``field_snap_start``: see the module docstring; the record reuses the field start's refined similarity (its
     ``"snapped"`` key is True). Tuning seeds 0–3: 182 → 183 of 199 hits, none lost (docs/benchmarks.md §15).
@@ -100,11 +104,10 @@ class MultiStartConfig:
     accept_miss_mm: float = 2.0
     edge_margin_mm: float = 5.0
     candidates_first: bool = False
-    field_starts: str = "second"
+    registration_starts: tuple[str, ...] = ("field_shape", "affine", "field")
     field_backtrack: bool = True
     snap_mm: float = 2.5
     snap_max_radius_mm: float = 3.0
-    field_prior_start: bool = True
     lesion_weight: float = 4.0
     field_snap_start: bool = True
     snap_min_ncc: float = 0.5
@@ -114,8 +117,10 @@ class MultiStartConfig:
     refine: RefineConfig = RefineConfig()
 
     def __post_init__(self) -> None:
-        if self.field_starts not in ("first", "second"):
-            raise ValueError(f"field_starts must be 'first' or 'second', got {self.field_starts!r}")
+        kinds = self.registration_starts
+        if not kinds or len(set(kinds)) != len(kinds) or not set(kinds) <= set(START_KINDS):
+            raise ValueError(f"registration_starts must name some of {', '.join(START_KINDS)}, each once, "
+                             f"got {kinds!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,15 +169,16 @@ def track_point(
     base = [affine_c]
     limit = config.max_starts
     priors: dict[int, Callable[[np.ndarray], np.ndarray]] = {}  # id(start) -> its refinement's first field
+    field_ids: set[int] = set()  # id(start) of each D(c) start
     if pair_field is not None:
         field_c = pair_field.to_followup(c)
-        base = [field_c, affine_c] if config.field_starts == "first" else [affine_c, field_c]
-        limit += 1
-        if config.field_prior_start:
-            again = field_c.copy()
-            priors[id(again)] = field_prior(pair_field, c, again, linear_inv)
-            base.append(again)
-            limit += 1
+        base = [affine_c if kind == "affine" else field_c.copy() for kind in config.registration_starts]
+        for kind, start in zip(config.registration_starts, base):
+            if kind != "affine":
+                field_ids.add(id(start))
+            if kind == "field_shape":
+                priors[id(start)] = field_prior(pair_field, c, start, linear_inv)
+        limit += len(base) - 1
     late = candidates_lps_mm if callable(candidates_lps_mm) else None
     if late is not None and config.candidates_first:
         raise ValueError("candidates_first needs the candidates themselves, not a function that makes them")
@@ -219,7 +225,7 @@ def track_point(
     if (config.field_snap_start and pair_field is not None and backtrack and _snaps(radius_mm, config)
             and not _tracks_back(records, config.accept_miss_mm)):
         field_record = next((x for x in records
-                             if starts[x["start"]] is field_c and not x["result"].fell_back), None)
+                             if id(starts[x["start"]]) in field_ids and not x["result"].fell_back), None)
         if field_record is not None:
             for q, miss in snapped_field_starts(baseline, followup, c, radius_mm, pair_field, baseline_to_followup,
                                                 res, config.snap_mm, config.wide_snap_mm,

@@ -54,9 +54,9 @@ class LesionTracker:
             available to this process, 1 = one lesion at a time on all cores. Same results either way; on 2
             cores 11 lesions take 9.2 s side by side vs 12.3 s one at a time (docs/benchmarks.md).
         deformable: for every method but ``affine``, register the whole pair deformably once
-            (:mod:`.deformable`, ≈ 1.4 s on 2 cores): a lesion whose affine start does not back-track within
-            2 mm is refined again from where that field puts it, and every back-tracking check starts at the
-            field's inverse (:mod:`.multistart`); ``tlt`` and ``tlt+refine``'s network starts where the field
+            (:mod:`.deformable`, ≈ 1.4 s on 2 cores): each lesion is refined first from where that field puts
+            it (then, if that does not back-track within 2 mm, from the affine start), and every back-tracking
+            check starts at the field's inverse (:mod:`.multistart`); ``tlt`` and ``tlt+refine``'s network starts where the field
             puts the lesion (its registration prior). False: the affine estimate and the coarse search only.
     """
 
@@ -213,7 +213,7 @@ class LesionTracker:
     def _track_learned_refined(self, lesions: Sequence[Lesion], with_heatmap: bool, backtrack: bool,
                                progress: ProgressFn | None, cancel: CancelFn | None) -> list[TrackedLesion]:
         """The network's global view as one more start of the multi-start refinement, after the registration's
-        own starts (affine, pair field, field shape) and before the coarse search: a lesion whose registration
+        own starts (field shape, affine, pair field) and before the coarse search: a lesion whose registration
         start tracks back within ``accept_miss_mm`` gets ``refine``'s result unchanged, and the network runs only
         for the others (one lesion at a time, when its registration starts have failed); the network's own point
         (not snapped as ``tlt``'s: as a start, the snapped point lost MED on extreme and fov-edge and 0.01 AUC,

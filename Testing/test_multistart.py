@@ -3,6 +3,8 @@ starts (a learned prediction) are used; a lesion at the follow-up's edge is flag
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
@@ -101,9 +103,10 @@ def test_lesion_at_the_edge_of_the_followup_is_flagged_with_low_confidence():
 
 
 def test_a_pair_field_gives_the_first_start_and_the_back_tracking_start(shifted):
-    """The affine is 25 mm off everywhere; a field that takes that up (constant u = wrong - truth) makes the
-    second start right: the affine start's result fails the check started at the field's inverse, the field
-    start's passes it (within 2 mm) and wins; no coarse start is needed."""
+    """The affine is 25 mm off everywhere; a field that takes that up (constant u = wrong - truth) makes its
+    starts right. By default the field's shape start comes first, passes the check started at the field's inverse
+    (within 2 mm) and ends the search; with the affine start listed first, that one fails the check, the field
+    start passes it and wins; no coarse start is needed either way."""
     from TLTTrackerLib.deformable import PairField
 
     baseline, followup, truth, wrong, centre = shifted
@@ -113,6 +116,11 @@ def test_a_pair_field_gives_the_first_start_and_the_back_tracking_start(shifted)
     target = truth.apply(centre)
     assert np.allclose(field.to_followup(centre), target, atol=1e-3)
     out = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field)
+    assert len(out.info["records"]) == 1 and out.info["chosen_start"] == 0
+    assert np.allclose(out.info["starts_lps_mm"][0], target, atol=1e-3)
+    assert out.info["backtrack_error_mm"] < 2.0 and np.linalg.norm(out.center_lps_mm - target) < 1.5
+    affine_first = MultiStartConfig(registration_starts=("affine", "field", "field_shape"))
+    out = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field, config=affine_first)
     assert len(out.info["records"]) == 2 and out.info["chosen_start"] == 1
     assert np.allclose(out.info["starts_lps_mm"][1], target, atol=1e-3)
     assert out.info["records"][0]["miss_mm"] > 5.0 and out.info["backtrack_error_mm"] < 2.0
@@ -120,9 +128,15 @@ def test_a_pair_field_gives_the_first_start_and_the_back_tracking_start(shifted)
     assert "backtrack_mismatch" not in out.flags
 
 
+@pytest.mark.parametrize("kinds", [(), ("affine", "affine"), ("affine", "network")])
+def test_registration_starts_must_name_known_starts_once(kinds):
+    with pytest.raises(ValueError, match="registration_starts"):
+        MultiStartConfig(registration_starts=kinds)
+
+
 def test_candidates_from_a_function_are_made_only_when_the_registration_starts_fail(shifted):
     """tlt+refine's network runs lazily: a function of candidates is called once, after the registration's
-    starts (affine, field, field shape) all failed the back-tracking check, and its point is refined next."""
+    starts (field shape, affine, field) all failed the back-tracking check, and its point is refined next."""
     from TLTTrackerLib.deformable import PairField
 
     baseline, followup, truth, wrong, centre = shifted
@@ -137,11 +151,11 @@ def test_candidates_from_a_function_are_made_only_when_the_registration_starts_f
     right = PairField(wrong, np.broadcast_to((wrong.translation_mm - truth.translation_mm).astype(np.float32),
                                              (20, 40, 40, 3)).copy(), grid)
     out = track_point(baseline, followup, centre, 6.0, wrong, candidates_lps_mm=network, pair_field=right)
-    assert not calls and out.info["chosen_start"] == 1  # the field's start tracked back: no network
+    assert not calls and out.info["chosen_start"] == 0  # the field's start tracked back: no network
     useless = PairField(wrong, np.zeros((20, 40, 40, 3), np.float32), grid)  # the field adds nothing
     out = track_point(baseline, followup, centre, 6.0, wrong, candidates_lps_mm=network, pair_field=useless)
     assert calls == [1]
-    assert np.allclose(out.info["starts_lps_mm"][3], target + 1.5)  # after affine, field, field shape
+    assert np.allclose(out.info["starts_lps_mm"][3], target + 1.5)  # after field shape, affine, field
     assert out.info["coarse"] is None  # the network's point took the coarse search's place
     network_result = next(x["result"] for x in out.info["records"] if x["start"] == 3)
     assert np.linalg.norm(network_result.center_lps_mm - target) < 1.5  # refined from the network's point
@@ -182,22 +196,23 @@ def test_a_small_lesion_does_not_snap_onto_a_weak_match(shifted):
 
 def test_several_results_are_ranked_by_the_selection_score(shifted):
     """With every start tried (accept_miss_mm 0), each result gets a second back-tracking check and the lesion
-    template's NCC, and the smallest score wins: the field's start, where the lesion is."""
+    template's NCC, and the smallest score wins: a field start, where the lesion is, not the affine one listed
+    first."""
     from TLTTrackerLib.deformable import PairField
 
     baseline, followup, truth, wrong, centre = shifted
     grid = Volume(np.zeros((20, 40, 40), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[4.0, 4.0, 8.0])
     u = (wrong.translation_mm - truth.translation_mm).astype(np.float32)
     field = PairField(wrong, np.broadcast_to(u, (20, 40, 40, 3)).copy(), grid)
-    out = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field,
-                      config=MultiStartConfig(accept_miss_mm=0.0, coarse=None))
+    every = MultiStartConfig(accept_miss_mm=0.0, coarse=None, registration_starts=("affine", "field", "field_shape"))
+    out = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field, config=every)
     records = out.info["records"]
-    assert len(records) == 3  # affine, field, field again with the field's shape as the first level's start
+    assert len(records) == 3
     assert all({"score", "miss_plain_mm", "lesion_ncc"} <= set(x) for x in records)
     assert out.info["chosen_start"] == min(records, key=lambda x: x["score"])["start"] != 0
     assert np.linalg.norm(out.center_lps_mm - truth.apply(centre)) < 1.5
     plain = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field,
-                        config=MultiStartConfig(accept_miss_mm=0.0, coarse=None, lesion_weight=0.0))
+                        config=replace(every, lesion_weight=0.0))
     assert "score" not in plain.info["records"][0]
 
 

@@ -46,7 +46,7 @@ def test_network_point_is_a_start_and_refine_keeps_its_accuracy(tmp_path, pair, 
         # an untrained network's guess is one more start; back-tracking keeps the better result
         assert np.linalg.norm(b.followup_center_lps_mm - truth[b.id]) <= np.linalg.norm(
             r.followup_center_lps_mm - truth[r.id]) + 1.0
-    # the network's point comes after the affine start: where that start tracked back, nothing changes
+    # the network's point comes after the registration's starts: where the first tracked back, nothing changes
     settled = [(r, b) for r, b in zip(refined, both) if r.extra["starts"] == 1]
     assert settled
     for r, b in settled:
