@@ -56,8 +56,9 @@ class LesionTracker:
         deformable: for every method but ``affine``, register the whole pair deformably once
             (:mod:`.deformable`, ≈ 1.4 s on 2 cores): each lesion is refined first from where that field puts
             it (then, if that does not back-track within 2 mm, from the affine start), and every back-tracking
-            check starts at the field's inverse (:mod:`.multistart`); ``tlt`` and ``tlt+refine``'s network starts where the field
-            puts the lesion (its registration prior). False: the affine estimate and the coarse search only.
+            check starts at the field's inverse (:mod:`.multistart`); ``tlt`` and ``tlt+refine``'s network
+            starts where the field puts the lesion (its registration prior). False: the affine estimate and the
+            coarse search only.
     """
 
     def __init__(self, method: str = "auto", model: str | None = None, device: str = "auto",
