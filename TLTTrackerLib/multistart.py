@@ -22,7 +22,7 @@
     keep the start whose result has the smallest back-tracking miss (ties: the first listed); with the pair
              field and more than one result, the smallest selection score instead: the mean of that miss and
              the miss of a second check started at D⁻¹(r) without the local affine, minus
-             ``lesion_weight`` × the lesion template's NCC at r (:func:`selection_score`)
+             ``lesion_weight`` × the lesion template's NCC at r (:func:`~.selection.selection_score`)
     a small lesion (r ≤ ``snap_max_radius_mm``) then snaps to its own template's best match within ``snap_mm``
              (:func:`~.lesion_template.snap_to_lesion`) when that match reaches ``snap_min_ncc``
 
@@ -50,6 +50,7 @@ from .geometry import Volume
 from .lesion_template import lesion_match, snap_to_lesion
 from .matching import axis_resolution_mm
 from .refine import RefineConfig, refine_center
+from .selection import selection_score
 from .transforms import AffineTransform
 
 
@@ -86,7 +87,8 @@ class MultiStartConfig:
     distance of the result (:func:`~.lesion_template.snap_to_lesion`; 0: off): a 1.5 mm nodule counts only
     within 1.5 mm, finer than the region registration places it. Larger lesions are left: a grown blob's
     template fits anywhere on a plateau (tuning seeds 0–3 with r ≤ 5 snapped: 5 blobs lost).
-    ``lesion_weight``: weight of the lesion template's NCC in :func:`selection_score` (0: the plain miss).
+    ``lesion_weight``: weight of the lesion template's NCC in the selection score (:mod:`.selection`; 0: the
+    plain miss).
     ``field_snap_start``: see the module docstring; the record reuses the field start's refined similarity (its
     ``"snapped"`` key is True). Tuning seeds 0–3: 182 → 183 of 199 hits, none lost (docs/benchmarks.md §15).
     ``snap_min_ncc``: the last snap is kept only where the template's best match reaches this weighted NCC; below
@@ -236,7 +238,7 @@ def track_point(
     finite = [x for x in records if np.isfinite(x["miss_mm"])]
     if pair_field is not None and len(finite) > 1 and config.lesion_weight > 0:
         for x in finite:
-            x["score"] = selection_score(baseline, followup, c, radius_mm, baseline_to_followup, x, pair_field,
+            x["score"] = selection_score(baseline, followup, c, radius_mm, backward, linear_inv, x, pair_field,
                                          back_config, config.lesion_weight, res)
         best = min(finite, key=lambda x: (x["score"], x["start"]))
     else:
@@ -307,25 +309,3 @@ def _add_distinct(points_lps_mm: Any, known: list[np.ndarray], out: list[np.ndar
     out.extend(added)
     return len(points)
 
-
-def selection_score(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray, radius_mm: float,
-                    baseline_to_followup: AffineTransform, record: dict[str, Any], pair_field: PairField,
-                    back_config: RefineConfig, lesion_weight: float,
-                    res: tuple[np.ndarray, np.ndarray]) -> float:
-    """Which of several results to keep (smaller is better), mm: the mean of the record's back-tracking miss and
-    of a second check's, minus ``lesion_weight`` × the lesion template's NCC at the result
-    (:func:`~.lesion_template.lesion_match`); the second miss, the mean (``check_miss_mm``: the kept result's
-    confidence and ``backtrack_error_mm`` use it) and the NCC are added to ``record``.
-
-    The second check starts at the field's inverse D⁻¹(r) (as the first does with ``field_backtrack``), but
-    without the local affine: on the tuning seeds' small nodules the local affine's check came back 3–5 mm off
-    from results within 1 mm of the truth. The lesion term breaks near-ties in favour of the point that looks
-    like the lesion. Chosen on the tuning seeds 0–3 from every result's signals (docs/benchmarks.md §11)."""
-    r = record["result"].center_lps_mm
-    back = refine_center(followup, baseline, r, radius_mm, baseline_to_followup.inverse(),
-                         config=replace(back_config, affine_iterations=0), start_lps_mm=pair_field.to_baseline(r))
-    record["miss_plain_mm"] = float(np.linalg.norm(back.center_lps_mm - center_lps_mm))
-    record["check_miss_mm"] = 0.5 * (record["miss_mm"] + record["miss_plain_mm"])
-    record["lesion_ncc"] = lesion_match(baseline, followup, center_lps_mm, r, radius_mm,
-                                        np.linalg.inv(baseline_to_followup.matrix), res)
-    return record["check_miss_mm"] - lesion_weight * record["lesion_ncc"]

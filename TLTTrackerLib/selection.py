@@ -1,0 +1,47 @@
+"""Which of a lesion's several results to keep: the selection score of :func:`~.multistart.track_point`.
+
+A deformable registration matches wrong tissue well too, so its own similarity cannot pick among the results of
+several starts. Each result r is scored (smaller is better, mm):
+
+    score = ½ (miss + miss_plain) - lesion_weight × ncc
+    miss        the back-tracking check's miss (:mod:`.multistart`: r tracked back from D⁻¹(r), with the local
+                affine), already in the record
+    miss_plain  a second check from D⁻¹(r) without the local affine: on the tuning seeds' small nodules the local
+                affine's check came back 3–5 mm off from results within 1 mm of the truth
+    ncc         the lesion template's NCC at r (:func:`~.lesion_template.lesion_match`): breaks near-ties in
+                favour of the point that looks like the lesion
+
+Chosen on the tuning seeds 0–3 from every result's signals (docs/benchmarks.md §11).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from .deformable import PairField
+from .geometry import Volume
+from .lesion_template import lesion_match
+from .refine import RefineConfig, refine_center
+from .transforms import AffineTransform
+
+
+def selection_score(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray, radius_mm: float,
+                    backward: AffineTransform, linear_inv: np.ndarray, record: dict[str, Any],
+                    pair_field: PairField, back_config: RefineConfig, lesion_weight: float,
+                    res: tuple[np.ndarray, np.ndarray]) -> float:
+    """The score of ``record``'s result (module docstring), mm. ``backward``: the follow-up → baseline affine;
+    ``linear_inv`` ``(3, 3)``: the inverse of the baseline → follow-up affine's linear part; ``back_config``: the
+    back-tracking check's refinement; ``res``: per-axis resolution (x, y, z mm) of baseline and follow-up.
+
+    Adds to ``record`` the second miss (``miss_plain_mm``), the mean of both (``check_miss_mm``: the kept result's
+    confidence and ``backtrack_error_mm`` use it) and the NCC (``lesion_ncc``)."""
+    r = record["result"].center_lps_mm
+    back = refine_center(followup, baseline, r, radius_mm, backward, config=replace(back_config, affine_iterations=0),
+                         start_lps_mm=pair_field.to_baseline(r))
+    record["miss_plain_mm"] = float(np.linalg.norm(back.center_lps_mm - center_lps_mm))
+    record["check_miss_mm"] = 0.5 * (record["miss_mm"] + record["miss_plain_mm"])
+    record["lesion_ncc"] = lesion_match(baseline, followup, center_lps_mm, r, radius_mm, linear_inv, res)
+    return record["check_miss_mm"] - lesion_weight * record["lesion_ncc"]
