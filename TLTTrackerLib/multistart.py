@@ -170,16 +170,11 @@ def track_point(
     coarse: CoarseMatch | None = None
     base = [affine_c]
     limit = config.max_starts
-    priors: dict[int, Callable[[np.ndarray], np.ndarray]] = {}  # id(start) -> its refinement's first field
-    field_ids: set[int] = set()  # id(start) of each D(c) start
+    base_kinds = ["affine"]
     if pair_field is not None:
         field_c = pair_field.to_followup(c)
-        base = [affine_c if kind == "affine" else field_c.copy() for kind in config.registration_starts]
-        for kind, start in zip(config.registration_starts, base):
-            if kind != "affine":
-                field_ids.add(id(start))
-            if kind == "field_shape":
-                priors[id(start)] = field_prior(pair_field, c, start, linear_inv)
+        base_kinds = list(config.registration_starts)
+        base = [affine_c if kind == "affine" else field_c for kind in base_kinds]
         limit += len(base) - 1
     late = candidates_lps_mm if callable(candidates_lps_mm) else None
     if late is not None and config.candidates_first:
@@ -188,6 +183,9 @@ def track_point(
     if late is None and candidates_lps_mm is not None:
         limit += _add_distinct(candidates_lps_mm, base, candidates)
     starts = candidates + base if config.candidates_first else base + candidates
+    # beside each start, what it is: one of START_KINDS, "candidate", "coarse" or "field_snap"
+    kinds = ["candidate"] * len(candidates)
+    kinds = kinds + base_kinds if config.candidates_first else base_kinds + kinds
     backward, back_config = baseline_to_followup.inverse(), backtrack_config(refine_config)
     records: list[dict[str, Any]] = []
 
@@ -201,8 +199,9 @@ def track_point(
 
     n = 0
     while n < len(starts) and (backtrack or n == 0):
+        prior = field_prior(pair_field, c, starts[n], linear_inv) if kinds[n] == "field_shape" else None
         r = refine_center(baseline, followup, c, radius_mm, baseline_to_followup, refine_config,
-                          start_lps_mm=starts[n], keep_maps=keep_maps, prior=priors.get(id(starts[n])))
+                          start_lps_mm=starts[n], keep_maps=keep_maps, prior=prior)
         miss = back_miss(r.center_lps_mm) if backtrack and not r.fell_back else float("nan")
         records.append({"start": n, "result": r, "miss_mm": miss})
         n += 1
@@ -212,7 +211,7 @@ def track_point(
         if late is not None and n == len(starts) and backtrack and not consistent:
             # made only now, they take the coarse peak's place (tuning seeds: the coarse start added nothing after
             # the network's, docs/benchmarks.md §14)
-            _add_distinct(late(), list(starts), starts)
+            kinds += ["candidate"] * _add_distinct(late(), list(starts), starts)
             late = None
         if (n == len(starts) and backtrack and config.coarse is not None and coarse is None
                 and len(starts) < limit and not consistent):
@@ -224,15 +223,17 @@ def track_point(
             done = [x["result"].center_lps_mm for x in records]
             if far and min(np.linalg.norm(far[0] - q) for q in done) >= config.min_jump_mm:
                 starts.append(far[0])
+                kinds.append("coarse")
     if (config.field_snap_start and pair_field is not None and backtrack and _snaps(radius_mm, config)
             and not _tracks_back(records, config.accept_miss_mm)):
         field_record = next((x for x in records
-                             if id(starts[x["start"]]) in field_ids and not x["result"].fell_back), None)
+                             if kinds[x["start"]] in ("field_shape", "field") and not x["result"].fell_back), None)
         if field_record is not None:
             for q, miss in snapped_field_starts(baseline, followup, c, radius_mm, pair_field, baseline_to_followup,
                                                 res, config.snap_mm, config.wide_snap_mm,
                                                 [x["result"].center_lps_mm for x in records], back_miss):
                 starts.append(field_c)
+                kinds.append("field_snap")
                 records.append({"start": len(starts) - 1, "snapped": True,
                                 "result": replace(field_record["result"], center_lps_mm=q), "miss_mm": miss})
     finite = [x for x in records if np.isfinite(x["miss_mm"])]
@@ -274,7 +275,7 @@ def track_point(
         fell_back=r.fell_back, mismatch="backtrack_mismatch" in flags,
         lesion_ncc=lesion_ncc if backtrack else None)
     info: dict[str, Any] = {"records": records, "coarse": coarse, "edge_mm": edge, "chosen_start": best["start"],
-                            "starts_lps_mm": np.array(starts)}
+                            "starts_lps_mm": np.array(starts), "start_kinds": tuple(kinds)}
     if backtrack and np.isfinite(miss):
         info["backtrack_error_mm"] = miss
     if lesion_ncc is not None:

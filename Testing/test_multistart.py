@@ -207,7 +207,7 @@ def test_several_results_are_ranked_by_the_selection_score(shifted):
     every = MultiStartConfig(accept_miss_mm=0.0, coarse=None, registration_starts=("affine", "field", "field_shape"))
     out = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field, config=every)
     records = out.info["records"]
-    assert len(records) == 3
+    assert len(records) == 3 and out.info["start_kinds"] == ("affine", "field", "field_shape")
     assert all({"score", "miss_plain_mm", "lesion_ncc"} <= set(x) for x in records)
     assert out.info["chosen_start"] == min(records, key=lambda x: x["score"])["start"] != 0
     assert np.linalg.norm(out.center_lps_mm - truth.apply(centre)) < 1.5
@@ -243,6 +243,7 @@ def test_a_small_lesion_whose_starts_all_fail_also_gets_its_field_start_snapped(
     out = track_point(baseline, followup, centre, 2.0, wrong, pair_field=field, config=config)
     snapped = [x for x in out.info["records"] if x.get("snapped")]
     assert len(snapped) == 1 and np.isfinite(snapped[0]["miss_mm"])
+    assert out.info["start_kinds"][snapped[0]["start"]] == "field_snap"
     assert np.allclose(out.info["starts_lps_mm"][snapped[0]["start"]], target - offset, atol=1e-3)
     assert np.linalg.norm(snapped[0]["result"].center_lps_mm - target) < 0.5
     for radius, other in ((6.0, config), (2.0, replace(config, field_snap_start=False))):
