@@ -24,7 +24,9 @@
              the miss of a second check started at D⁻¹(r) without the local affine, minus
              ``lesion_weight`` × the lesion template's NCC at r (:func:`~.selection.selection_score`)
     a small lesion (r ≤ ``snap_max_radius_mm``) then snaps to its own template's best match within ``snap_mm``
-             (:func:`~.lesion_template.snap_to_lesion`) when that match reaches ``snap_min_ncc``
+             (:func:`~.lesion_template.snap_to_lesion`) when that match reaches ``snap_min_ncc`` and lies at least
+             ``snap_min_move_mm`` away or matches ``snap_min_gain`` better than the result (otherwise the
+             registration's own point is the more precise)
 
 Demons' own similarity after registration cannot pick the start: a deformable field matches wrong tissue well
 too. The back-tracking miss can, because a wrong match started from a point far from ``c`` comes back far from
@@ -70,9 +72,12 @@ class MultiStartConfig:
     ``min_jump_mm``: a coarse peak nearer than this to a start already listed adds nothing; ``max_starts``:
     refinements at most (the affine start counts); ``accept_miss_mm``: a result that back-tracks this close
     to the baseline centre ends the search (no coarse start is tried; on the tuning pairs this skipped 28 of 57
-    second refinements and changed 4 results by -0.41..+0.08 mm); ``edge_margin_mm``: see the module
-    docstring; ``candidates_first``: see the module docstring (``tlt+refine`` lists the network's point after
-    the registration's starts: first, it lost 3 tuning lesions, docs/benchmarks.md §13);
+    second refinements and changed 4 results by -0.41..+0.08 mm); ``accept_min_ncc``: a small lesion's result
+    (r ≤ ``snap_max_radius_mm``) ends it only where the lesion's template matches there at least this well (NCC;
+    0: any): two nodules' first results, 7 mm off on other tissue, tracked back within 1.8 mm at NCC 0.01–0.05;
+    no first result within a nodule's radius matched below 0.3 (docs/benchmarks.md §20); ``edge_margin_mm``:
+    see the module docstring; ``candidates_first``: see the module docstring (``tlt+refine`` lists the network's
+    point after the registration's starts: first, it lost 3 tuning lesions, docs/benchmarks.md §13);
     ``registration_starts``: with a pair field, the registration's starts in the order refined (module
     docstring; each name at most once). The first level of ``"affine"`` and ``"field"`` starts from the region's
     local affine: capture range, but a bias where the motion varies within the ±40 mm region (near bone, at the
@@ -94,6 +99,13 @@ class MultiStartConfig:
     ``snap_min_ncc``: the last snap is kept only where the template's best match reaches this weighted NCC; below
     it (a nodule deformed or cut by the scan's edge) the registration's point stays. Tuning seeds 0–3: a nodule
     snapped 0.28 → 2.04 mm off by a peak of 0.45 now stays; any value in 0.45–0.6 gave the same (§16).
+    ``snap_min_move_mm``, ``snap_min_gain``: nor where the best match lies nearer than ``snap_min_move_mm`` to the
+    registration's point and its NCC exceeds the NCC there by less than ``snap_min_gain``: since the field's own
+    shape is the first start (§19) the registration puts nodules within ≈ 0.5 mm, and the template (the baseline
+    nodule, grown or shrunk in the follow-up) then moved 22 of 45 tuning nodules away and 7 closer; a move of
+    2.8–2.9 mm rescues a nodule the registration missed, a clearly better match (two held-out nodules: NCC
+    0.43 → 0.87, 0.60 → 0.81) one it placed beside the nodule. LIDC nodules of tuning seeds 0–9: 177 → 183 of
+    190 hits (0 and 0: the snap always, as before; docs/benchmarks.md §20).
     ``wide_snap_mm``: see the module docstring (0: off). Tuning seeds 0–3: 184 → 185 of 199, an ``extreme`` nodule
     10.99 → 0.33 mm, none lost (docs/benchmarks.md §17).
     ``featureless_iterations``, ``featureless_std_hu``: the first refine level's demons iterations for a lesion whose
@@ -104,6 +116,7 @@ class MultiStartConfig:
     min_jump_mm: float = 8.0
     max_starts: int = 2
     accept_miss_mm: float = 2.0
+    accept_min_ncc: float = 0.2
     edge_margin_mm: float = 5.0
     candidates_first: bool = False
     registration_starts: tuple[str, ...] = ("field_shape", "affine", "field")
@@ -113,6 +126,8 @@ class MultiStartConfig:
     lesion_weight: float = 4.0
     field_snap_start: bool = True
     snap_min_ncc: float = 0.5
+    snap_min_move_mm: float = 2.0
+    snap_min_gain: float = 0.2
     wide_snap_mm: float = 10.0
     featureless_iterations: int = 320
     featureless_std_hu: float = 30.0
@@ -204,8 +219,11 @@ def track_point(
                           start_lps_mm=starts[n], keep_maps=keep_maps, prior=prior)
         miss = back_miss(r.center_lps_mm) if backtrack and not r.fell_back else float("nan")
         records.append({"start": n, "result": r, "miss_mm": miss})
+        if config.accept_min_ncc > 0 and _snaps(radius_mm, config) and miss < config.accept_miss_mm:
+            records[-1]["lesion_ncc"] = lesion_match(baseline, followup, c, r.center_lps_mm, radius_mm, linear_inv,
+                                                     res)
         n += 1
-        consistent = _tracks_back(records, config.accept_miss_mm)
+        consistent = _tracks_back(records, config)
         if consistent and (config.candidates_first or pair_field is not None):
             break
         if late is not None and n == len(starts) and backtrack and not consistent:
@@ -225,7 +243,7 @@ def track_point(
                 starts.append(far[0])
                 kinds.append("coarse")
     if (config.field_snap_start and pair_field is not None and backtrack and _snaps(radius_mm, config)
-            and not _tracks_back(records, config.accept_miss_mm)):
+            and not _tracks_back(records, config)):
         field_record = next((x for x in records
                              if kinds[x["start"]] in ("field_shape", "field") and not x["result"].fell_back), None)
         if field_record is not None:
@@ -250,15 +268,20 @@ def track_point(
     lesion_ncc = None
     small = not r.fell_back and radius_mm <= LESION_MATCH_MAX_RADIUS_MM
     snap = not r.fell_back and _snaps(radius_mm, config)
+    at_result = best.get("lesion_ncc")  # the template's NCC at the result (selection_score may have measured it)
+    if (snap or small and backtrack) and at_result is None:
+        at_result = lesion_match(baseline, followup, c, center, radius_mm, linear_inv, res)
     if snap:
         snapped, peak = snap_to_lesion(baseline, followup, c, center, radius_mm, linear_inv, res,
                                        search_mm=config.snap_mm)
-        snap = peak >= config.snap_min_ncc  # a weak peak is not the lesion: it would move the point by noise
+        # a weak peak is not the lesion, and a near one that matches hardly better is the template's noise
+        # about a point already on it
+        snap = peak >= config.snap_min_ncc and (float(np.linalg.norm(snapped - center)) >= config.snap_min_move_mm
+                                                or peak - at_result >= config.snap_min_gain)
         if snap:
             center, lesion_ncc = snapped, peak
-    if not snap and small and backtrack:  # selection_score may have measured it at this point already
-        lesion_ncc = best["lesion_ncc"] if "lesion_ncc" in best else lesion_match(baseline, followup, c, center,
-                                                                                   radius_mm, linear_inv, res)
+    if not snap and small and backtrack:
+        lesion_ncc = at_result
     edge = nearest_edge_mm(followup, affine_c, center)
     flags = []
     if r.fell_back:
@@ -289,9 +312,11 @@ def track_point(
     return PointResult(center, confidence, tuple(flags), r.level_similarity, info)
 
 
-def _tracks_back(records: list[dict[str, Any]], accept_miss_mm: float) -> bool:
-    """Whether any result so far back-tracks within ``accept_miss_mm`` (the search may end)."""
-    return any(np.isfinite(x["miss_mm"]) and x["miss_mm"] < accept_miss_mm for x in records)
+def _tracks_back(records: list[dict[str, Any]], config: MultiStartConfig) -> bool:
+    """Whether any result so far back-tracks within ``accept_miss_mm`` (the search may end); a small lesion's
+    result, whose template NCC the loop measured, only where that reaches ``accept_min_ncc``."""
+    return any(np.isfinite(x["miss_mm"]) and x["miss_mm"] < config.accept_miss_mm
+               and x.get("lesion_ncc", 1.0) >= config.accept_min_ncc for x in records)
 
 
 def _snaps(radius_mm: float, config: MultiStartConfig) -> bool:

@@ -164,15 +164,33 @@ def test_candidates_from_a_function_are_made_only_when_the_registration_starts_f
                     config=MultiStartConfig(candidates_first=True))
 
 
-def test_a_small_lesion_snaps_and_a_large_one_does_not(shifted):
+def test_a_small_lesion_snaps_where_the_registration_missed_it_and_a_large_one_does_not(shifted):
+    """A registration that does not move (demons without iterations, no local affine) leaves the point where the
+    affine puts it. 2.3 mm off, the nodule's own template finds it; 1.4 mm off too, where it matches clearly better
+    than at the point (NCC 0.99 against < 0.79: ``snap_min_gain``); 0.9 mm off the registration's point stays (a
+    match that near and only 0.12 better is the template's noise about a point already on the nodule) unless
+    ``snap_min_move_mm`` and ``snap_min_gain`` are 0. Never for a large lesion, nor with ``snap_mm`` 0."""
+    from TLTTrackerLib.refine import DemonsLevel, RefineConfig
+
     baseline, followup, truth, _, centre = shifted
-    good = AffineTransform(np.eye(3), truth.translation_mm + np.array([1.0, -1.0, 0.5]))
-    small = track_point(baseline, followup, centre, 2.0, good)
-    large = track_point(baseline, followup, centre, 6.0, good)
-    off = track_point(baseline, followup, centre, 2.0, good, config=MultiStartConfig(snap_mm=0.0))
-    assert "snap_mm" in small.info and "snap_mm" not in large.info and "snap_mm" not in off.info
-    assert np.linalg.norm(small.center_lps_mm - truth.apply(centre)) < 0.5
-    assert small.info["lesion_ncc"] > 0.9
+    target = truth.apply(centre)
+    still = MultiStartConfig(coarse=None, refine=RefineConfig(levels=(DemonsLevel(4.0, 40.0, 0, 6.0),),
+                                                              affine_iterations=0))
+    far = AffineTransform(np.eye(3), truth.translation_mm + np.array([1.6, -1.4, 1.0]))
+    beside = AffineTransform(np.eye(3), truth.translation_mm + np.array([1.0, -0.8, 0.6]))
+    near = AffineTransform(np.eye(3), truth.translation_mm + np.array([0.6, -0.6, 0.4]))
+    for transform in (far, beside):
+        small = track_point(baseline, followup, centre, 2.0, transform, config=still)
+        assert small.info["snap_mm"] > 1.3 and small.info["lesion_ncc"] > 0.9
+        assert np.linalg.norm(small.center_lps_mm - target) < 0.5
+    for radius, transform, config in ((6.0, far, still), (2.0, far, replace(still, snap_mm=0.0)), (2.0, near, still),
+                                      (2.0, beside, replace(still, snap_min_gain=1.01))):
+        out = track_point(baseline, followup, centre, radius, transform, config=config)
+        assert "snap_mm" not in out.info
+        assert np.allclose(out.center_lps_mm, transform.apply(centre), atol=0.05)
+    anyway = track_point(baseline, followup, centre, 2.0, near,
+                         config=replace(still, snap_min_move_mm=0.0, snap_min_gain=0.0))
+    assert np.linalg.norm(anyway.center_lps_mm - target) < 0.5 < np.linalg.norm(near.apply(centre) - target)
 
 
 def test_a_small_lesion_does_not_snap_onto_a_weak_match(shifted):
@@ -266,3 +284,22 @@ def test_a_small_lesion_far_from_its_field_start_is_found_by_the_wide_snap(shift
     assert len(near) == 1 and near[0].get("snapped") and near[0]["miss_mm"] < 1.0
     off = track_point(baseline, followup, centre, 2.0, wrong, pair_field=field, config=replace(config, wide_snap_mm=0))
     assert all(np.linalg.norm(x["result"].center_lps_mm - target) > 4.0 for x in off.info["records"])
+
+
+def test_a_first_result_off_the_nodule_does_not_end_the_search(shifted):
+    """The field start 8.4 mm off a small nodule, in a field that is off by the same everywhere: its result tracks
+    back exactly (the check starts at the field's inverse), yet the nodule's template matches there only as this
+    smooth texture does anywhere (NCC 0.31; ``accept_min_ncc`` raised to 0.5 for it). It does not end the search:
+    the later results include the wide snap onto the nodule. (Which is kept is the selection score's; here the
+    field's uniform error makes its checks favour the first.) With ``accept_min_ncc`` 0 the first result ends it."""
+    baseline, followup, truth, wrong, centre = shifted
+    field, still, target = _field_off_by(shifted, [6.0, -5.0, 3.0])
+    config = replace(still, accept_miss_mm=2.0, accept_min_ncc=0.5)
+    out = track_point(baseline, followup, centre, 2.0, wrong, pair_field=field, config=config)
+    first = out.info["records"][0]
+    assert first["miss_mm"] < 0.5 and first["lesion_ncc"] < config.accept_min_ncc
+    assert any(x.get("snapped") and np.linalg.norm(x["result"].center_lps_mm - target) < 1.0
+               for x in out.info["records"])
+    plain = track_point(baseline, followup, centre, 2.0, wrong, pair_field=field,
+                        config=replace(config, accept_min_ncc=0.0))
+    assert len(plain.info["records"]) == 1 and np.linalg.norm(plain.center_lps_mm - target) > 7.0
