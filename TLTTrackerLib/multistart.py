@@ -21,8 +21,9 @@
              (:func:`~.field_starts.snapped_field_starts`)
     keep the start whose result has the smallest back-tracking miss (ties: the first listed); with the pair
              field and more than one result, the smallest selection score instead: the mean of that miss and
-             the miss of a second check started at D⁻¹(r) without the local affine, minus
-             ``lesion_weight`` × the lesion template's NCC at r (:func:`~.selection.selection_score`)
+             the miss of a second check started at D⁻¹(r) without the local affine (a snapped result: its own
+             miss alone), minus ``lesion_weight`` × the lesion template's NCC at r
+             (:func:`~.selection.selection_score`)
     a small lesion (r ≤ ``snap_max_radius_mm``) then snaps to its own template's best match within ``snap_mm``
              (:func:`~.lesion_template.snap_to_lesion`) when that match reaches ``snap_min_ncc`` and lies at least
              ``snap_min_move_mm`` away or matches ``snap_min_gain`` better than the result (otherwise the
@@ -263,7 +264,7 @@ def track_point(
     else:
         best = min(records, key=lambda x: (np.inf if not np.isfinite(x["miss_mm"]) else x["miss_mm"], x["start"]))
     r = best["result"]
-    miss = best.get("check_miss_mm", best["miss_mm"])  # with a second check (selection_score): their mean
+    miss = best.get("check_miss_mm", best["miss_mm"])  # the selection score's (with a second check: their mean)
     center = np.asarray(r.center_lps_mm, float)
     lesion_ncc = None
     small = not r.fell_back and radius_mm <= LESION_MATCH_MAX_RADIUS_MM

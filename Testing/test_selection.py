@@ -62,3 +62,15 @@ def test_the_score_is_the_mean_miss_less_the_weighted_template_ncc(pair):
     assert score == pytest.approx(record["check_miss_mm"] - 4.0 * record["lesion_ncc"])
     plain, _ = _score(pair, target, lesion_weight=0.0)
     assert plain == pytest.approx(record["check_miss_mm"])
+
+
+def test_a_snapped_result_is_scored_by_its_own_miss(pair):
+    """A snapped result's miss is the check made for it (for the wide snap, with the template's own way back): no
+    second check from the field's inverse, which comes back as far off as the field is wrong."""
+    baseline, followup, truth, field, centre = pair
+    record = {"result": RefineResult(truth.apply(centre), (0.5,), 0.5), "miss_mm": 0.4, "snapped": True}
+    res = (axis_resolution_mm(baseline), axis_resolution_mm(followup))
+    score = selection_score(baseline, followup, centre, 1.5, truth.inverse(), np.eye(3), record, field,
+                            BACKTRACK_CONFIG, 4.0, res)
+    assert "miss_plain_mm" not in record and record["check_miss_mm"] == 0.4
+    assert score == pytest.approx(0.4 - 4.0 * record["lesion_ncc"])
