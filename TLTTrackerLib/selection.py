@@ -45,7 +45,7 @@ def selection_score(baseline: Volume, followup: Volume, center_lps_mm: np.ndarra
 
     Adds to ``record`` the second miss (``miss_plain_mm``, not for a snapped result), the miss the score uses
     (``check_miss_mm``: the kept result's confidence and ``backtrack_error_mm`` use it too) and the NCC
-    (``lesion_ncc``)."""
+    (``lesion_ncc``, unless the record has it already)."""
     r = record["result"].center_lps_mm
     if record.get("snapped"):
         record["check_miss_mm"] = record["miss_mm"]
@@ -54,5 +54,6 @@ def selection_score(baseline: Volume, followup: Volume, center_lps_mm: np.ndarra
                              config=replace(back_config, affine_iterations=0), start_lps_mm=pair_field.to_baseline(r))
         record["miss_plain_mm"] = float(np.linalg.norm(back.center_lps_mm - center_lps_mm))
         record["check_miss_mm"] = 0.5 * (record["miss_mm"] + record["miss_plain_mm"])
-    record["lesion_ncc"] = lesion_match(baseline, followup, center_lps_mm, r, radius_mm, linear_inv, res)
+    if "lesion_ncc" not in record:  # track_point measures it at a small lesion's result that tracks back
+        record["lesion_ncc"] = lesion_match(baseline, followup, center_lps_mm, r, radius_mm, linear_inv, res)
     return record["check_miss_mm"] - lesion_weight * record["lesion_ncc"]
