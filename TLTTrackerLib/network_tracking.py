@@ -18,7 +18,7 @@ import numpy as np
 from .confidence import cap_at_edge, nearest_edge_mm
 from .geometry import Volume
 from .lesions import Lesion
-from .multistart import MultiStartConfig
+from .multistart_config import MultiStartConfig
 from .tracked_lesion import TrackedLesion
 from .transforms import AffineTransform
 

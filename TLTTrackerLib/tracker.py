@@ -24,7 +24,8 @@ from .model_loader import ModelLoader
 from .confidence import BACKTRACK_MIN_MM  # noqa: F401 (re-exported)
 from .core_share import Threads, available_cores, track_side_by_side
 from .deformable import PairField
-from .multistart import BACKTRACK_CONFIG, MultiStartConfig, track_point  # noqa: F401 (BACKTRACK_CONFIG: re-exported)
+from .multistart import track_point
+from .multistart_config import BACKTRACK_CONFIG, MultiStartConfig  # noqa: F401 (BACKTRACK_CONFIG: re-exported)
 from .network_tracking import TLT_SNAP_COARSE_MM, TLT_SNAP_MM, track_with_network, with_network_view  # noqa: F401
 from .refine import RefineConfig
 from .tracked_lesion import TrackedLesion

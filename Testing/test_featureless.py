@@ -7,7 +7,8 @@ import numpy as np
 import TLTTrackerLib.multistart as multistart
 from TLTTrackerLib.featureless import refine_for_surroundings, surroundings_std_hu
 from TLTTrackerLib.geometry import Volume
-from TLTTrackerLib.multistart import MultiStartConfig, track_point
+from TLTTrackerLib.multistart import track_point
+from TLTTrackerLib.multistart_config import MultiStartConfig
 from TLTTrackerLib.refine import RefineConfig
 from TLTTrackerLib.transforms import AffineTransform
 

@@ -12,7 +12,8 @@ from scipy.ndimage import gaussian_filter
 from TLTTrackerLib.coarse_search import coarse_search
 from TLTTrackerLib.geometry import Volume
 from TLTTrackerLib.matching import axis_resolution_mm
-from TLTTrackerLib.multistart import MultiStartConfig, track_point
+from TLTTrackerLib.multistart import track_point
+from TLTTrackerLib.multistart_config import MultiStartConfig
 from TLTTrackerLib.resample import warp_volume
 from TLTTrackerLib.transforms import AffineTransform
 

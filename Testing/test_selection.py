@@ -11,7 +11,7 @@ from scipy.ndimage import gaussian_filter
 from TLTTrackerLib.deformable import PairField
 from TLTTrackerLib.geometry import Volume
 from TLTTrackerLib.matching import axis_resolution_mm
-from TLTTrackerLib.multistart import BACKTRACK_CONFIG
+from TLTTrackerLib.multistart_config import BACKTRACK_CONFIG
 from TLTTrackerLib.refine import RefineResult
 from TLTTrackerLib.resample import warp_volume
 from TLTTrackerLib.selection import selection_score
