@@ -14,6 +14,10 @@ The confidence (in [0, 1]) multiplies what is known after tracking one lesion (:
                 region registration can match the tissue around a small lesion and miss the lesion (tuning seeds
                 0–3, all scenarios: pooled AUC 0.808 -> 0.833 as run; for larger lesions it added at most 0.013:
                 left out)
+    searched    × FIRST_START_FAILED when the first start's result did not track back (within 2 mm; a small
+                lesion's also not onto its template) and more starts were refined: on the tuning seeds 0–9 such
+                lesions hit 111 of 135 times, the others 331 of 335; pooled AUC 0.888 -> 0.900 (factor 0.7; 0.6
+                and 0.5 gave 0.901 with 45 and 114 hits under the threshold instead of 26; docs/benchmarks.md §21)
     mismatch    a result flagged ``backtrack_mismatch`` (miss > s) is capped at MISMATCH_CAP: flagged means "check"
     edge        a point within ``edge_margin_mm`` of the follow-up's coverage (or outside) is capped at
                 EDGE_CAP: its surroundings are cut off, so the match is a guess
@@ -39,6 +43,7 @@ SIMILARITY_OFFSET = 0.7
 EDGE_CAP = 0.3
 MISMATCH_CAP = 0.45
 FELL_BACK_CONFIDENCE = 0.1
+FIRST_START_FAILED = 0.7
 LESION_MATCH_OFFSET = 0.3
 LESION_MATCH_MAX_RADIUS_MM = 5.0
 
@@ -80,6 +85,7 @@ def combined_confidence(
     fell_back: bool = False,
     mismatch: bool = False,
     lesion_ncc: float | None = None,
+    searched: bool = False,
 ) -> float:
     """The confidence of the module docstring; ``None`` leaves a term out (factor 1)."""
     if fell_back:
@@ -90,6 +96,8 @@ def combined_confidence(
         conf *= float(np.exp(-0.5 * (miss_mm / scale) ** 2)) if np.isfinite(miss_mm) else 0.0
     if lesion_ncc is not None and radius_mm <= LESION_MATCH_MAX_RADIUS_MM:
         conf *= float(np.clip(LESION_MATCH_OFFSET + lesion_ncc, 0.0, 1.0))
+    if searched:
+        conf *= FIRST_START_FAILED
     if coarse_gap is not None and GAP_SCALE > 0:
         conf *= float(1.0 - np.exp(-max(coarse_gap, 0.0) / GAP_SCALE))
     if mismatch:

@@ -31,7 +31,8 @@
 
 Demons' own similarity after registration cannot pick the start: a deformable field matches wrong tissue well
 too. The back-tracking miss can, because a wrong match started from a point far from ``c`` comes back far from
-``c``. The confidence of the kept result is :func:`~.confidence.combined_confidence`.
+``c``. The confidence of the kept result is :func:`~.confidence.combined_confidence` (lower when the first start's
+result did not end the search).
 
 A lesion whose follow-up position (the affine estimate or the result) lies outside, or within
 ``edge_margin_mm`` of the edge of, the follow-up's coverage gets ``outside_followup``: its point is a guess.
@@ -214,7 +215,7 @@ def track_point(
         similarity=r.confidence, miss_mm=miss if backtrack else None, radius_mm=radius_mm,
         coarse_gap=coarse.gap if coarse is not None else None, edge_mm=edge, edge_margin_mm=config.edge_margin_mm,
         fell_back=r.fell_back, mismatch="backtrack_mismatch" in flags,
-        lesion_ncc=lesion_ncc if backtrack else None)
+        lesion_ncc=lesion_ncc if backtrack else None, searched=len(records) > 1)
     info: dict[str, Any] = {"records": records, "coarse": coarse, "edge_mm": edge, "chosen_start": best["start"],
                             "starts_lps_mm": np.array(starts), "start_kinds": tuple(kinds)}
     if backtrack and np.isfinite(miss):

@@ -9,6 +9,7 @@ from TLTTrackerLib.confidence import (
     CHECK_THRESHOLD,
     EDGE_CAP,
     FELL_BACK_CONFIDENCE,
+    FIRST_START_FAILED,
     LESION_MATCH_MAX_RADIUS_MM,
     LESION_MATCH_OFFSET,
     SIMILARITY_OFFSET,
@@ -39,6 +40,13 @@ def test_confidence_falls_with_the_backtracking_miss_and_a_poor_match():
     assert combined_confidence(0.9, 0.0, 5.0, fell_back=True) == FELL_BACK_CONFIDENCE
     assert combined_confidence(1.7, None, 5.0) == 1.0
     assert combined_confidence(0.9, 5.5, 5.0, mismatch=True) < CHECK_THRESHOLD
+
+
+def test_a_lesion_whose_first_start_failed_loses_confidence():
+    first = combined_confidence(0.8, 1.0, 5.0)
+    searched = combined_confidence(0.8, 1.0, 5.0, searched=True)
+    assert searched == pytest.approx(FIRST_START_FAILED * first)
+    assert 0 < FIRST_START_FAILED < 1
 
 
 def test_a_small_lesion_that_does_not_match_its_template_loses_confidence():
