@@ -31,8 +31,8 @@
 
 Demons' own similarity after registration cannot pick the start: a deformable field matches wrong tissue well
 too. The back-tracking miss can, because a wrong match started from a point far from ``c`` comes back far from
-``c``. The confidence of the kept result is :func:`~.confidence.combined_confidence` (lower when the first start's
-result did not end the search).
+``c``. The confidence of the kept result is :func:`~.confidence.combined_confidence` (when the first start's
+result did not end the search, lower the further the kept result lies from every other start's).
 
 A lesion whose follow-up position (the affine estimate or the result) lies outside, or within
 ``edge_margin_mm`` of the edge of, the follow-up's coverage gets ``outside_followup``: its point is a guess.
@@ -215,7 +215,7 @@ def track_point(
         similarity=r.confidence, miss_mm=miss if backtrack else None, radius_mm=radius_mm,
         coarse_gap=coarse.gap if coarse is not None else None, edge_mm=edge, edge_margin_mm=config.edge_margin_mm,
         fell_back=r.fell_back, mismatch="backtrack_mismatch" in flags,
-        lesion_ncc=lesion_ncc if backtrack else None, searched=len(records) > 1)
+        lesion_ncc=lesion_ncc if backtrack else None, agreement_mm=_agreement_mm(best, records))
     info: dict[str, Any] = {"records": records, "coarse": coarse, "edge_mm": edge, "chosen_start": best["start"],
                             "starts_lps_mm": np.array(starts), "start_kinds": tuple(kinds)}
     if backtrack and np.isfinite(miss):
@@ -236,6 +236,15 @@ def _tracks_back(records: list[dict[str, Any]], config: MultiStartConfig) -> boo
     result, whose template NCC the loop measured, only where that reaches ``accept_min_ncc``."""
     return any(np.isfinite(x["miss_mm"]) and x["miss_mm"] < config.accept_miss_mm
                and x.get("lesion_ncc", 1.0) >= config.accept_min_ncc for x in records)
+
+
+def _agreement_mm(best: dict[str, Any], records: list[dict[str, Any]]) -> float | None:
+    """Distance (mm) from the kept result to the nearest other refined result (:mod:`.confidence`'s agreement
+    term); None when the first start's result ended the search or no other start was refined."""
+    point = best["result"].center_lps_mm
+    others = [np.linalg.norm(x["result"].center_lps_mm - point) for x in records
+              if x is not best and not x.get("snapped") and not x["result"].fell_back]
+    return float(min(others)) if len(records) > 1 and others else None
 
 
 def _snaps(radius_mm: float, config: MultiStartConfig) -> bool:

@@ -9,7 +9,6 @@ from TLTTrackerLib.confidence import (
     CHECK_THRESHOLD,
     EDGE_CAP,
     FELL_BACK_CONFIDENCE,
-    FIRST_START_FAILED,
     LESION_MATCH_MAX_RADIUS_MM,
     LESION_MATCH_OFFSET,
     SIMILARITY_OFFSET,
@@ -42,11 +41,13 @@ def test_confidence_falls_with_the_backtracking_miss_and_a_poor_match():
     assert combined_confidence(0.9, 5.5, 5.0, mismatch=True) < CHECK_THRESHOLD
 
 
-def test_a_lesion_whose_first_start_failed_loses_confidence():
-    first = combined_confidence(0.8, 1.0, 5.0)
-    searched = combined_confidence(0.8, 1.0, 5.0, searched=True)
-    assert searched == pytest.approx(FIRST_START_FAILED * first)
-    assert 0 < FIRST_START_FAILED < 1
+def test_a_result_no_other_start_agrees_with_loses_confidence():
+    alone = combined_confidence(0.8, 1.0, 5.0)
+    assert combined_confidence(0.8, 1.0, 5.0, agreement_mm=0.0) == pytest.approx(alone)
+    assert combined_confidence(0.8, 1.0, 5.0, agreement_mm=5.0) == pytest.approx(alone * np.exp(-0.5))
+    small = combined_confidence(0.8, 1.0, 2.0)
+    assert combined_confidence(0.8, 1.0, 2.0, agreement_mm=4.0) == pytest.approx(small * np.exp(-0.5))  # 4 mm floor
+    assert combined_confidence(0.8, 1.0, 5.0, agreement_mm=15.0) < CHECK_THRESHOLD
 
 
 def test_a_small_lesion_that_does_not_match_its_template_loses_confidence():
