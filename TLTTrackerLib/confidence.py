@@ -17,9 +17,10 @@ The confidence (in [0, 1]) multiplies what is known after tracking one lesion (:
     agreement   exp(-½ (d / s)²) when the first start's result did not track back (within 2 mm; a small lesion's
                 also not onto its template) and more starts were refined: d = distance (mm) from the kept result
                 to the nearest other start's refined result, s as for the back-track term. Two starts that end
-                at the same point corroborate it: on the tuning seeds such lesions hit 93 % of the time when d < 3
-                mm, 67 % at 3–6 mm, 23 % at 6–10 mm (single-start lesions: 99 %); pooled AUC of 358 tuning
-                lesions 0.880 -> 0.919 (docs/benchmarks.md §21)
+                at the same point corroborate it: on the tuning seeds 0–9 such lesions hit 95 % of the time when
+                d < 3 mm, 71 % at 3–6 mm, 21 % at 6–10 mm (single-start lesions: 99 %); pooled AUC of the 470
+                tuning lesions 0.888 -> 0.928, of the 473 of the ten report seeds 0.844 -> 0.882
+                (docs/benchmarks.md §21)
     mismatch    a result flagged ``backtrack_mismatch`` (miss > s) is capped at MISMATCH_CAP: flagged means "check"
     edge        a point within ``edge_margin_mm`` of the follow-up's coverage (or outside) is capped at
                 EDGE_CAP: its surroundings are cut off, so the match is a guess
