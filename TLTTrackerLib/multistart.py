@@ -244,7 +244,7 @@ def _agreement_mm(best: dict[str, Any], records: list[dict[str, Any]]) -> float 
     point = best["result"].center_lps_mm
     others = [np.linalg.norm(x["result"].center_lps_mm - point) for x in records
               if x is not best and not x.get("snapped") and not x["result"].fell_back]
-    return float(min(others)) if len(records) > 1 and others else None
+    return float(min(others)) if others else None
 
 
 def _snaps(radius_mm: float, config: MultiStartConfig) -> bool:

@@ -304,3 +304,18 @@ def test_a_first_result_off_the_nodule_does_not_end_the_search(shifted):
     plain = track_point(baseline, followup, centre, 2.0, wrong, pair_field=field,
                         config=replace(config, accept_min_ncc=0.0))
     assert len(plain.info["records"]) == 1 and np.linalg.norm(plain.center_lps_mm - target) > 7.0
+
+
+def test_agreement_is_the_distance_to_the_nearest_other_refined_result():
+    from TLTTrackerLib.multistart import _agreement_mm
+    from TLTTrackerLib.refine import RefineResult
+
+    def record(x_mm: float, **extra) -> dict:
+        return {"result": RefineResult(np.array([x_mm, 0.0, 0.0]), (0.9,), 0.9), "miss_mm": 3.0, **extra}
+
+    kept = record(0.0)
+    assert _agreement_mm(kept, [kept]) is None  # the first start ended the search
+    assert _agreement_mm(kept, [record(9.0), kept, record(2.5)]) == pytest.approx(2.5)
+    # a snapped result reuses the field start's refinement: it is no second opinion
+    assert _agreement_mm(kept, [kept, record(1.0, snapped=True), record(6.0)]) == pytest.approx(6.0)
+    assert _agreement_mm(kept, [kept, record(1.0, snapped=True)]) is None
