@@ -94,13 +94,13 @@ def combined_confidence(
     if fell_back:
         return FELL_BACK_CONFIDENCE
     conf = float(np.clip(SIMILARITY_OFFSET + similarity, 0.0, 1.0))
+    scale = max(radius_mm, BACKTRACK_MIN_MM)  # the back-track and agreement terms' distance scale (mm)
     if miss_mm is not None:
-        scale = max(radius_mm, BACKTRACK_MIN_MM)
         conf *= float(np.exp(-0.5 * (miss_mm / scale) ** 2)) if np.isfinite(miss_mm) else 0.0
     if lesion_ncc is not None and radius_mm <= LESION_MATCH_MAX_RADIUS_MM:
         conf *= float(np.clip(LESION_MATCH_OFFSET + lesion_ncc, 0.0, 1.0))
     if agreement_mm is not None:
-        conf *= float(np.exp(-0.5 * (agreement_mm / max(radius_mm, BACKTRACK_MIN_MM)) ** 2))
+        conf *= float(np.exp(-0.5 * (agreement_mm / scale) ** 2))
     if coarse_gap is not None and GAP_SCALE > 0:
         conf *= float(1.0 - np.exp(-max(coarse_gap, 0.0) / GAP_SCALE))
     if mismatch:

@@ -10,11 +10,12 @@
     for each start (at most ``max_starts`` beyond the caller's and the field's): refine
              (:func:`~.refine.refine_center`; its first level runs ``featureless_iterations`` for a lesion in
              featureless surroundings, :mod:`.featureless`, and so does every check below), then track the result r
-             back to the baseline with the one-level check (:func:`~.multistart_config.backtrack_config`), started at D⁻¹(r) (the
-             field's inverse; the affine's T⁻¹(r) without a field): miss = |back - c| (mm); the search ends at the
-             first result that back-tracks within ``accept_miss_mm`` (one refinement when the first start is good:
-             a start is refined only when every earlier one fails that check); a coarse peak within
-             ``min_jump_mm`` of a result already refined is skipped (the two agree: no second refinement)
+             back to the baseline with the one-level check (:func:`~.multistart_config.backtrack_config`),
+             started at D⁻¹(r) (the field's inverse; the affine's T⁻¹(r) without a field): miss = |back - c|
+             (mm); the search ends at the first result that back-tracks within ``accept_miss_mm`` (one
+             refinement when the first start is good: a start is refined only when every earlier one fails that
+             check); a coarse peak within ``min_jump_mm`` of a result already refined is skipped (the two
+             agree: no second refinement)
     a small lesion (r ≤ ``snap_max_radius_mm``) none of whose results back-tracks within ``accept_miss_mm`` gets up
              to two more results without a refinement (``field_snap_start``): the field start D(c) snapped to the
              lesion's own template within ±``snap_mm`` and within ±``wide_snap_mm``, each with its miss
