@@ -62,7 +62,12 @@ from .transforms import AffineTransform
 
 @dataclass(frozen=True, eq=False)
 class PointResult:
-    """Follow-up centre ``(3,)`` LPS mm, confidence in [0, 1], flags, and per-start records in ``info``."""
+    """Follow-up centre ``(3,)`` LPS mm, confidence in [0, 1], flags, and per-start records in ``info``.
+
+    ``info`` also holds what the confidence and its study use (mm unless named): ``backtrack_error_mm`` (the kept
+    result's check miss), ``first_miss_mm`` (the first start's), ``agreement_mm`` (the agreement term's distance,
+    when it applies), ``field_gap_mm`` (result to D(c)), ``field_shift_mm`` (|D(c) - T(c)|: the motion the pair
+    field took up beyond the affine), ``edge_mm``, ``chosen_start`` and ``chosen_kind`` (its index and kind)."""
 
     center_lps_mm: np.ndarray
     confidence: float
@@ -212,19 +217,24 @@ def track_point(
     outside = edge < config.edge_margin_mm
     if outside:
         flags.append("outside_followup")
+    agreement = _agreement_mm(best, records)
     confidence = combined_confidence(
         similarity=r.confidence, miss_mm=miss if backtrack else None, radius_mm=radius_mm,
         coarse_gap=coarse.gap if coarse is not None else None, edge_mm=edge, edge_margin_mm=config.edge_margin_mm,
         fell_back=r.fell_back, mismatch="backtrack_mismatch" in flags,
-        lesion_ncc=lesion_ncc if backtrack else None, agreement_mm=_agreement_mm(best, records))
+        lesion_ncc=lesion_ncc if backtrack else None, agreement_mm=agreement)
     info: dict[str, Any] = {"records": records, "coarse": coarse, "edge_mm": edge, "chosen_start": best["start"],
-                            "starts_lps_mm": np.array(starts), "start_kinds": tuple(kinds)}
+                            "starts_lps_mm": np.array(starts), "start_kinds": tuple(kinds),
+                            "chosen_kind": kinds[best["start"]], "first_miss_mm": records[0]["miss_mm"]}
+    if agreement is not None:
+        info["agreement_mm"] = agreement
     if backtrack and np.isfinite(miss):
         info["backtrack_error_mm"] = miss
     if lesion_ncc is not None:
         info["lesion_ncc"] = lesion_ncc
     if pair_field is not None:
         info["field_gap_mm"] = float(np.linalg.norm(center - field_c))
+        info["field_shift_mm"] = float(np.linalg.norm(field_c - affine_c))
     if snap:
         info["snap_mm"] = float(np.linalg.norm(center - r.center_lps_mm))
     if keep_maps and r.info.get("maps"):

@@ -260,13 +260,14 @@ class LesionTracker:
                 extra["backtrack_error_mm"] = round(res.info["backtrack_error_mm"], 3)
             if "lesion_ncc" in res.info:
                 extra["lesion_ncc"] = round(res.info["lesion_ncc"], 4)
-            for key in ("snap_mm", "field_gap_mm"):
+            for key in ("snap_mm", "field_gap_mm", "field_shift_mm", "agreement_mm", "first_miss_mm", "edge_mm"):
                 if key in res.info:
                     extra[key] = round(res.info[key], 3)
             if res.info.get("coarse") is not None:
                 extra["coarse_gap"] = round(res.info["coarse"].gap, 4)
             extra["starts"] = len(res.info["records"])
             extra["chosen_start"] = res.info["chosen_start"]
+            extra["chosen_kind"] = res.info["chosen_kind"]
             if with_heatmap and res.info.get("maps"):
                 score, origin, spacing = res.info["maps"][0]
                 heatmap = Volume(score, origin, np.full(3, spacing))

@@ -120,6 +120,9 @@ def test_a_pair_field_gives_the_first_start_and_the_back_tracking_start(shifted)
     assert len(out.info["records"]) == 1 and out.info["chosen_start"] == 0
     assert np.allclose(out.info["starts_lps_mm"][0], target, atol=1e-3)
     assert out.info["backtrack_error_mm"] < 2.0 and np.linalg.norm(out.center_lps_mm - target) < 1.5
+    assert out.info["chosen_kind"] == "field_shape" and out.info["first_miss_mm"] == out.info["backtrack_error_mm"]
+    assert out.info["field_shift_mm"] == pytest.approx(float(np.linalg.norm(u)), abs=0.01)  # |D(c) - T(c)|
+    assert "agreement_mm" not in out.info
     affine_first = MultiStartConfig(registration_starts=("affine", "field", "field_shape"))
     out = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field, config=affine_first)
     assert len(out.info["records"]) == 2 and out.info["chosen_start"] == 1
@@ -229,6 +232,8 @@ def test_several_results_are_ranked_by_the_selection_score(shifted):
     assert len(records) == 3 and out.info["start_kinds"] == ("affine", "field", "field_shape")
     assert all({"score", "miss_plain_mm", "lesion_ncc"} <= set(x) for x in records)
     assert out.info["chosen_start"] == min(records, key=lambda x: x["score"])["start"] != 0
+    assert out.info["chosen_kind"] in ("field", "field_shape") and out.info["first_miss_mm"] > 5.0
+    assert out.info["agreement_mm"] < 1.5  # the two field starts end at the same place
     assert np.linalg.norm(out.center_lps_mm - truth.apply(centre)) < 1.5
     plain = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field,
                         config=replace(every, lesion_weight=0.0))

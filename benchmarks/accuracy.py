@@ -88,7 +88,7 @@ def run_pair(sc: str, case: str, pair, methods: list[str], peers: list[str], pee
         seconds = reg_s + time.perf_counter() - t1
         for r in results:
             add(method, r.id, r.followup_center_lps_mm, r.confidence, r.flags, seconds,
-                {k: v for k, v in r.extra.items() if isinstance(v, (int, float, list))})
+                {k: v for k, v in r.extra.items() if isinstance(v, (int, float, str, list))})
     if peer_pair:
         import peers as peer_mod
 
