@@ -151,10 +151,9 @@ class LesionTracker:
         lesions = as_lesions(lesions)  # a generator would otherwise be used up by check_inside
         check_inside(self.baseline, lesions)
         method = self.resolved_method()
+        self.prepare(progress)  # the pair field, once per pair, before the lesions run side by side
         if method in LEARNED_METHODS:
             self.wait_for_model()
-        if method != "affine" and self.deformable and self.field is None:
-            self._make_field(progress)  # once per pair, before the lesions run side by side
         t0 = time.perf_counter()
         if method == "tlt":  # one batched network pass for all lesions
             results = self._track_learned(lesions, with_heatmap, progress, TLT_SNAP_MM)
@@ -177,6 +176,12 @@ class LesionTracker:
 
         return track_side_by_side(lesions, with_config, self.workers or available_cores(), progress, cancel)
 
+    def prepare(self, progress: ProgressFn | None = None) -> None:
+        """Make the pair's deformable field now if the method uses one and the pair has none yet (else the next
+        :meth:`track` makes it): a caller that waits for the model next lets its background load overlap this."""
+        if self.resolved_method() != "affine" and self.deformable and self.field is None:
+            self._make_field(progress)
+
     def _make_field(self, progress: ProgressFn | None) -> None:
         """The pair's deformable field (:func:`~.deformable.register_field`) into ``self.field``."""
         assert self.registration is not None and self.baseline is not None and self.followup is not None
@@ -192,14 +197,22 @@ class LesionTracker:
     def check_model(self) -> None:
         """For a method that needs a model: find its file now (ModelFileError before any registration work when
         it is missing, unknown, fails its checksum or there is no PyTorch) and load it in the background, so
-        that torch's import and the load (1.5–2.5 s on 2 cores) overlap the registration; a file that does not
-        load raises ModelFileError from :meth:`wait_for_model` or the next :meth:`track`."""
+        that torch's import and the load (1.5–2.5 s on 2 cores; ≈ 4.5 s on docs/benchmarks.md §22's H200 machine)
+        overlap the registration and the pair field (:meth:`prepare`); a file that does not load raises
+        ModelFileError from :meth:`wait_for_model` or the next :meth:`track`."""
         if self.resolved_method() in LEARNED_METHODS:
             self._models.start(self.device)
 
     def wait_for_model(self) -> None:
-        """Wait for the load that :meth:`check_model` started (ModelFileError if it failed); no-op otherwise."""
-        self._models.wait()
+        """Wait for the load that :meth:`check_model` started (ModelFileError if it failed); no-op otherwise. For
+        a learned method the time waited adds to ``timing_s["model_wait"]``."""
+        if self.resolved_method() not in LEARNED_METHODS:
+            return
+        t0 = time.perf_counter()
+        try:
+            self._models.wait()
+        finally:
+            self.timing_s["model_wait"] = self.timing_s.get("model_wait", 0.0) + time.perf_counter() - t0
 
     def _track_learned(self, lesions: Sequence[Lesion], with_heatmap: bool, progress: ProgressFn | None,
                        snap_mm: float) -> list[TrackedLesion]:

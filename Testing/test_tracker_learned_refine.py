@@ -35,8 +35,10 @@ def test_network_point_is_a_start_and_refine_keeps_its_accuracy(tmp_path, pair, 
     tracker.set_pair(pair.baseline, pair.followup)
     lesions = pair.baseline_lesions[:2]
     refined = tracker.track(lesions)
+    assert "model_wait" not in tracker.timing_s  # refine waits for no model
     tracker.method = "tlt+refine"
     both = tracker.track(lesions)
+    assert tracker.timing_s["model_wait"] >= 0.0  # a learned method's wait is part of the timing split
     truth = {les.id: les.center_lps_mm for les in pair.followup_lesions}
     for r, b in zip(refined, both):
         assert b.method == "tlt+refine" and 0.0 <= b.confidence <= 1.0

@@ -150,6 +150,7 @@ def track_to_file(
     registration = tracker.set_pair(
         baseline, followup, registration=registration, progress=lambda f, m: report(0.05 + 0.45 * f, m)
     )
+    tracker.prepare(progress=lambda f, m: report(0.5, m))  # the pair field, while the model loads
     tracker.wait_for_model()  # a model that does not load fails before any output is written
     if registration_out:
         text = json.dumps(registration.to_dict(), indent=2)
