@@ -65,9 +65,10 @@ class PointResult:
     """Follow-up centre ``(3,)`` LPS mm, confidence in [0, 1], flags, and per-start records in ``info``.
 
     ``info`` also holds what the confidence and its study use (mm unless named): ``backtrack_error_mm`` (the kept
-    result's check miss), ``first_miss_mm`` (the first start's), ``agreement_mm`` (the agreement term's distance,
-    when it applies), ``field_gap_mm`` (result to D(c)), ``field_shift_mm`` (|D(c) - T(c)|: the motion the pair
-    field took up beyond the affine), ``edge_mm``, ``chosen_start`` and ``chosen_kind`` (its index and kind)."""
+    result's check miss), ``first_miss_mm`` (the first start's, unless it fell back), ``agreement_mm`` (the
+    agreement term's distance, when it applies), ``field_gap_mm`` (result to D(c)), ``field_shift_mm``
+    (|D(c) - T(c)|: the motion the pair field took up beyond the affine), ``edge_mm``, ``chosen_start`` and
+    ``chosen_kind`` (its index and kind)."""
 
     center_lps_mm: np.ndarray
     confidence: float
@@ -225,7 +226,9 @@ def track_point(
         lesion_ncc=lesion_ncc if backtrack else None, agreement_mm=agreement)
     info: dict[str, Any] = {"records": records, "coarse": coarse, "edge_mm": edge, "chosen_start": best["start"],
                             "starts_lps_mm": np.array(starts), "start_kinds": tuple(kinds),
-                            "chosen_kind": kinds[best["start"]], "first_miss_mm": records[0]["miss_mm"]}
+                            "chosen_kind": kinds[best["start"]]}
+    if np.isfinite(records[0]["miss_mm"]):
+        info["first_miss_mm"] = records[0]["miss_mm"]
     if agreement is not None:
         info["agreement_mm"] = agreement
     if backtrack and np.isfinite(miss):
