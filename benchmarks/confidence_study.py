@@ -25,6 +25,16 @@ from pathlib import Path
 import numpy as np
 from _scenario_tables import auc, hit
 
+from TLTTrackerLib.confidence import (
+    BACKTRACK_MIN_MM,
+    EDGE_CAP,
+    FELL_BACK_CONFIDENCE,
+    LESION_MATCH_MAX_RADIUS_MM,
+    LESION_MATCH_OFFSET,
+    MISMATCH_CAP,
+    SIMILARITY_OFFSET,
+)
+
 FEATURE_SETS = {
     "shipped terms": ("miss2", "multi", "agree2", "logsim", "logncc"),
     "shipped terms + shift": ("miss2", "multi", "agree2", "logsim", "logncc", "shift"),
@@ -39,7 +49,7 @@ FEATURE_SETS = {
 def features(row: dict) -> dict[str, float]:
     """The candidate features of one row (module docstring)."""
     e, radius = row["extra"], row["radius_mm"]
-    s = max(radius, 4.0)
+    s = max(radius, BACKTRACK_MIN_MM)
     sim = float(np.clip(np.mean(e.get("level_similarity", [0.0])), 0.0, 1.0))
     miss = e.get("backtrack_error_mm", float("nan"))
     miss = min(miss / s, 5.0) if np.isfinite(miss) else 5.0
@@ -48,8 +58,10 @@ def features(row: dict) -> dict[str, float]:
     agree = min(e["agreement_mm"] / s, 5.0) if "agreement_mm" in e else 0.0
     ncc = e.get("lesion_ncc")
     return {"miss": miss, "miss2": miss**2, "first2": first**2, "multi": float(e.get("starts", 1) > 1),
-            "agree": agree, "agree2": agree**2, "sim": sim, "logsim": float(np.log(np.clip(0.7 + sim, 1e-3, 1.0))),
-            "logncc": float(np.log(np.clip(0.3 + ncc, 1e-3, 1.0))) if ncc is not None and radius <= 5 else 0.0,
+            "agree": agree, "agree2": agree**2, "sim": sim,
+            "logsim": float(np.log(np.clip(SIMILARITY_OFFSET + sim, 1e-3, 1.0))),
+            "logncc": (float(np.log(np.clip(LESION_MATCH_OFFSET + ncc, 1e-3, 1.0)))
+                       if ncc is not None and radius <= LESION_MATCH_MAX_RADIUS_MM else 0.0),
             "shift": e.get("field_shift_mm", 0.0) / 10.0, "fgap": min(e.get("field_gap_mm", 0.0) / s, 5.0),
             "coarse": float(e.get("chosen_kind") == "coarse"), "snapped": float(e.get("chosen_kind") == "field_snap"),
             "logr": float(np.log(radius))}
@@ -74,10 +86,10 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iterations: int = 50) 
 def capped(row: dict, p: float) -> float:
     """``p`` under the shipped confidence's caps for the row's flags."""
     if "low_similarity" in row["flags"]:
-        return 0.1
+        return FELL_BACK_CONFIDENCE
     if "backtrack_mismatch" in row["flags"]:
-        p = min(p, 0.45)
-    return min(p, 0.3) if "outside_followup" in row["flags"] else p
+        p = min(p, MISMATCH_CAP)
+    return min(p, EDGE_CAP) if "outside_followup" in row["flags"] else p
 
 
 def loso_auc(rows: list[dict], names: tuple[str, ...], l2: float) -> float:

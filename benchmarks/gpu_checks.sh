@@ -31,7 +31,8 @@ for method in tlt tlt+refine auto; do
         --lesions "$demo/lesions.json" --method "$method" --device cuda --out "$demo/r_${method}_$run.json"; } 2>&1 \
       || status=1
   done
-done 2>&1 | tee "$out/track_cuda.txt"
+done > "$out/track_cuda.txt" 2>&1  # not piped: a pipeline's subshell would lose status=1
+cat "$out/track_cuda.txt"
 python3 - "$demo" "$out/track_points.txt" <<'EOF' || status=1
 import json, sys
 from pathlib import Path
