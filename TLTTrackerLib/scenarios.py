@@ -5,7 +5,7 @@ and the lesions placed on them; :func:`scenario_pairs` yields the synthetic pair
 
 | name | what changes (vs the default ``PairConfig``) | cases |
 |---|---|---|
-| ``standard`` | nothing (``benchmarks/accuracy.py`` before the suite) | LIDC-0001 + nodules; POPI, TotalSeg blobs |
+| ``standard`` | nothing (``benchmarks/accuracy.py`` before the suite) | LIDC-0001 nodules; POPI, TotalSeg (+painted) |
 | ``large-motion`` | non-rigid RMS log-uniform per pair (start error ≈ DLS) | as standard |
 | ``extreme`` | larger non-rigid RMS, longer correlation | as standard |
 | ``abdomen`` | soft-tissue enhancement change ±45 HU (spatially modulated) | TotalSeg, HCC-011 soft-tissue targets |
@@ -15,8 +15,11 @@ and the lesions placed on them; :func:`scenario_pairs` yields the synthetic pair
 Seeds: :data:`TUNING_SEEDS` (0–9) are for choosing methods and parameters, :data:`REPORT_SEEDS` (100–109) for
 the figures in ``docs/benchmarks.md``; do not tune on the report seeds.
 
-Lesions (all radii mm): LIDC's four nodules (reader consensus, r ≥ 1.5); on POPI and TotalSeg six blob points
-of :func:`~TLTTrackerLib.sampling.sample_training_points` (r = 5), as ``benchmarks/accuracy.py`` always did;
+Lesions (all radii mm): LIDC's four nodules (reader consensus, r ≥ 1.5); on POPI and TotalSeg six anatomical
+points, the blob points of :func:`~TLTTrackerLib.sampling.sample_training_points` (r = 5, ``P1..P6``), as
+``benchmarks/accuracy.py`` always did (most are not lesions: homogeneous tissue, an organ's edge, a vertebra), and
+in a painted copy of each volume six visible lesions (:mod:`~TLTTrackerLib.painted_lesions`: nodules ``L..``,
+soft-tissue lesions ``S..``; case name ``<volume>+painted``, 30 % of the seeds);
 for ``abdomen`` :func:`abdomen_lesions`: soft-tissue blobs (lymph-node sized, r = 5) and organ-interior points
 (liver, spleen, kidney: homogeneous 40–200 HU tissue far from the body surface and from bone, r = 6) picked by
 HU and blobness (no segmentation exists), plus on HCC-011 the hepatocellular carcinoma seen by eye on the
@@ -69,11 +72,17 @@ CALIBRATION: dict[str, str] = {
 @dataclass(frozen=True)
 class CaseSpec:
     """One real volume of a scenario: ``volume`` (file stem under ``ct/``), ``lesions`` (``"lidc_nodules"``,
-    ``"blobs"`` or ``"abdomen"``), ``seed_share`` (fraction of the seeds used for this case, at least one)."""
+    ``"blobs"``, ``"painted"`` or ``"abdomen"``), ``seed_share`` (fraction of the seeds used for this case, at
+    least one)."""
 
     volume: str
     lesions: str
     seed_share: float = 1.0
+
+    @property
+    def name(self) -> str:
+        """The case's name in benchmark rows: the volume, with ``+painted`` for its painted-lesion copy."""
+        return f"{self.volume}+painted" if self.lesions == "painted" else self.volume
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,8 @@ class Scenario:
 
 
 _CHEST = (CaseSpec("lidc_0001", "lidc_nodules"), CaseSpec("popi_ct00_2mm", "blobs", 0.25),
-          CaseSpec("totalseg_example_ct_3mm", "blobs", 0.25))
+          CaseSpec("totalseg_example_ct_3mm", "blobs", 0.25), CaseSpec("popi_ct00_2mm", "painted", 0.3),
+          CaseSpec("totalseg_example_ct_3mm", "painted", 0.3))
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("standard", "today's setting (default PairConfig)", PairConfig(), _CHEST),
     Scenario("large-motion", "non-rigid motion calibrated to DLS start errors", LARGE_MOTION_PAIR_CONFIG, _CHEST),
@@ -137,6 +147,12 @@ def _case(shared_dir: str, volume: str, lesions: str) -> tuple[Volume, tuple[Les
 
         points = sample_training_points(vol, 6, np.random.default_rng(0), kind="blob")
         found = [Lesion(f"P{i + 1}", p, 5.0) for i, p in enumerate(points)]
+    elif lesions == "painted":
+        from .painted_lesions import paint_lesions
+        from .sampling import sample_training_points
+
+        points = sample_training_points(vol, 6, np.random.default_rng(0), kind="blob")  # the "blobs" case's P1..P6
+        vol, found = paint_lesions(vol, np.random.default_rng(0), avoid=list(points))
     elif lesions == "abdomen":
         found = abdomen_lesions(vol, np.random.default_rng(0))
         if volume.startswith("hcc011"):
@@ -165,10 +181,10 @@ def scenario_pairs(
     for case in sc.cases:
         n = max(1, int(round(len(seeds) * case.seed_share)))
         for seed in list(seeds)[:n]:
-            if skip is not None and skip(case.volume, int(seed)):
+            if skip is not None and skip(case.name, int(seed)):
                 continue
             vol, lesions = case_lesions(case.volume, case.lesions, shared_dir)
-            yield case.volume, make_pair(vol, lesions, int(seed), sc.config)
+            yield case.name, make_pair(vol, lesions, int(seed), sc.config)
 
 
 def abdomen_lesions(volume: Volume, rng: np.random.Generator, n_organ: int = 4, n_blob: int = 4,

@@ -5,6 +5,12 @@ A row (dict): ``scenario``, ``case``, ``seed``, ``method``, ``id``, ``radius_mm`
 ``confidence`` (NaN for peers), ``flags``, ``outside_truth`` (the exact centre lies outside the follow-up's
 coverage), ``seconds_pair``, ``peer_pair`` (one of the pairs the peers ran on).
 
+Target kinds (:func:`target_kind`, from the id's prefix): ``N`` LIDC nodules (real lesions), ``L`` / ``S``
+painted nodules and soft-tissue lesions (:mod:`TLTTrackerLib.painted_lesions`), ``P`` anatomical points (DoG blob
+points of POPI and TotalSegmentator: mostly featureless tissue or an organ's edge, not lesions), and the
+``abdomen`` scenario's ``O`` organ interiors, ``B`` soft-tissue blobs and the HCC. ``--lesions-only`` tables leave
+the anatomical points out.
+
 Lesions outside the follow-up's coverage are not scored for error (there is no right point); they are counted
 in ``outside flagged`` (share flagged ``outside_followup``) and ``outside conf≥0.5`` (reported anyway with
 confidence ≥ 0.5). ``worse≥0.5``: inside lesions placed more than 2 mm further from the truth than the affine
@@ -21,6 +27,29 @@ from TLTTrackerLib.metrics import summarise
 
 HEAD = ("scenario", "method", "pairs", "n", "CPM@10mm", "CPM@Radius", "MED mm", "median", "p90", "max", "s/pair",
         "worse≥0.5", "AUC", "outside flagged", "outside conf≥0.5")
+
+
+KINDS = {"N": "LIDC nodule", "L": "painted nodule", "S": "painted soft tissue", "P": "anatomical point",
+         "O": "organ interior", "B": "soft-tissue blob", "H": "HCC"}
+
+
+def target_kind(row: dict) -> str:
+    """The target's kind (:data:`KINDS`) from its id's first letter."""
+    return KINDS.get(str(row["id"])[:1], "other")
+
+
+def kind_table(rows: list[dict], scenarios: list[str], method: str) -> str:
+    """Markdown: per scenario and target kind, ``method``'s inside lesions: n, CPM@10mm, MED, worse≥0.5."""
+    lines = ["| scenario | kind | n | CPM@10mm | MED mm | median | worse≥0.5 |", "|---|---|---|---|---|---|---|"]
+    for sc in scenarios:
+        sel = [r for r in rows if r["scenario"] == sc and r["method"] == method and not r["outside_truth"]]
+        for kind in dict.fromkeys(target_kind(r) for r in sel):
+            part = [r for r in sel if target_kind(r) == kind]
+            e = np.array([r["error_mm"] for r in part])
+            worse = sum(r["error_mm"] > r["start_error_mm"] + 2.0 and r["confidence"] >= 0.5 for r in part)
+            lines.append(f"| {sc} | {kind} | {len(part)} | {np.mean([hit(r) for r in part]):.3f} | {e.mean():.2f} | "
+                         f"{np.median(e):.2f} | {worse} |")
+    return "\n".join(lines)
 
 
 def hit(row: dict) -> bool:

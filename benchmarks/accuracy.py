@@ -13,7 +13,7 @@ CPM@Radius counts error < r (r = follow-up radius), MED = mean ± std. Columns: 
 Seeds: ``--seeds report`` (100–109, default) or ``tuning`` (0–9) or a list/range (``0-4``, ``3,7``).
 
     python benchmarks/accuracy.py --all --methods affine,auto [--seeds report] [--peers elastix,ants]
-        [--png docs/images/scenarios.png] [--json rows.json] [--markdown table.md] [--cycle]
+        [--png docs/images/scenarios.png] [--json rows.json] [--markdown table.md] [--cycle] [--lesions-only]
     python benchmarks/accuracy.py --scenario standard --scenario fov-edge --seeds 0-3
     python benchmarks/accuracy.py --pairs 20 --methods affine,refine,auto   (section 3 of docs/benchmarks.md)
 """
@@ -157,6 +157,8 @@ def main() -> int:
     ap.add_argument("--only-peer-pairs", action="store_true", help="skip the pairs the peers do not run on")
     ap.add_argument("--no-deformable", action="store_true",
                     help="refine without the pair's deformable field (the method before docs/benchmarks.md §9)")
+    ap.add_argument("--lesions-only", action="store_true",
+                    help="also the tables without the anatomical points (P1..P6 of POPI and TotalSegmentator)")
     ap.add_argument("--cycle", action="store_true", help="also the truth-free HCC-011 acq1->2->3->1 cycle check")
     ap.add_argument("--png", default=None, help="error-CDF plot, one panel per scenario")
     ap.add_argument("--json", default=None, help="per-lesion rows (and cycle rows)")
@@ -203,6 +205,19 @@ def main() -> int:
         f"{m} {v:.2f}" for m, v in pooled.items() if np.isfinite(v))
     print(line)
     out += ["", line]
+    for m in methods:
+        if m != "affine":
+            kinds = tables.kind_table(rows, names, m)
+            print(f"\n{m} by target kind:\n{kinds}")
+            out += ["", f"### `{m}` by target kind", "", kinds]
+    if args.lesions_only:
+        lesions = [r for r in rows if tables.target_kind(r) != "anatomical point"]
+        summ_l = tables.summaries(lesions, names, all_methods)
+        pooled_l = tables.pooled_auc(lesions, methods)
+        line_l = "pooled confidence ROC AUC, lesions only: " + ", ".join(
+            f"{m} {v:.2f}" for m, v in pooled_l.items() if np.isfinite(v))
+        print("\nlesions only (no anatomical points):\n" + tables.text_table(summ_l) + "\n" + line_l)
+        out += ["", "### Lesions only (no anatomical points)", "", tables.markdown_table(summ_l), "", line_l]
     cycle = cycle if args.merge else []
     if args.merge and cycle:
         from _cycle import cycle_table
