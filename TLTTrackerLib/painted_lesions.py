@@ -35,6 +35,9 @@ from .resample import resample_to_spacing
 
 EDGE_MM = 1.0
 Z_MARGIN_MM = 25.0
+LUNG_CLEARANCE_MM = 12.0  # a nodule site's distance from tissue above -500 HU: the largest r + 4 mm
+BODY_DEPTH_MM = 22.0  # a soft-tissue site's depth inside the body: the largest r + 10 mm
+BONE_CLEARANCE_MM = 10.0
 
 
 def paint_lesions(volume: Volume, rng: np.random.Generator, n_lung: int = 3, n_total: int = 6,
@@ -103,8 +106,9 @@ def _site_masks(work: Volume) -> tuple[np.ndarray, np.ndarray]:
     from_tissue = ndimage.distance_transform_edt(arr <= -500.0, sampling=sp)
     depth = ndimage.distance_transform_edt(body, sampling=sp)
     from_bone = ndimage.distance_transform_edt(arr <= 250.0, sampling=sp)
-    lung = z_ok & body & (mean4 > -950.0) & (mean4 < -700.0) & (from_tissue >= 8.0 + 4.0)
-    soft = z_ok & (mean4 > 0.0) & (mean4 < 120.0) & (std6 < 25.0) & (depth >= 12.0 + 10.0) & (from_bone >= 10.0)
+    lung = z_ok & body & (mean4 > -950.0) & (mean4 < -700.0) & (from_tissue >= LUNG_CLEARANCE_MM)
+    soft = (z_ok & (mean4 > 0.0) & (mean4 < 120.0) & (std6 < 25.0) & (depth >= BODY_DEPTH_MM)
+            & (from_bone >= BONE_CLEARANCE_MM))
     return lung, soft
 
 
@@ -123,9 +127,7 @@ def _paint_one(array: np.ndarray, volume: Volume, centre: np.ndarray, axes: np.n
     corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float) * reach
     idx = volume.lps_to_index_kji(centre + corners)
     lo = np.maximum(np.floor(idx.min(0)).astype(int), 0)
-    hi = np.minimum(np.ceil(idx.max(0)).astype(int) + 1, np.array(array.shape))
-    if np.any(hi <= lo):
-        return
+    hi = np.minimum(np.ceil(idx.max(0)).astype(int) + 1, np.array(array.shape))  # a site lies inside: never empty
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
     kk, jj, ii = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi)), indexing="ij")
     pts = volume.index_kji_to_lps(np.stack([kk, jj, ii], -1).reshape(-1, 3).astype(float))
