@@ -92,23 +92,14 @@ def _working_copy(volume: Volume) -> Volume:
 
 def _site_masks(work: Volume) -> tuple[np.ndarray, np.ndarray]:
     """Boolean ``(K, J, I)`` masks of the working grid where a nodule / a soft-tissue lesion may sit."""
-    from .sampling import body_mask
+    from .sampling import tissue_maps
 
     arr = work.array
-    sp = work.spacing_mm[::-1]
-    mean4 = ndimage.gaussian_filter(arr, 4.0 / sp)
-    mean6 = ndimage.gaussian_filter(arr, 6.0 / sp)
-    std6 = np.sqrt(np.maximum(ndimage.gaussian_filter(arr**2, 6.0 / sp) - mean6**2, 0.0))
-    z_ok = np.zeros(arr.shape, bool)
-    margin = int(np.ceil(Z_MARGIN_MM / sp[0]))
-    z_ok[margin:-margin] = True
-    body = body_mask(work)
-    from_tissue = ndimage.distance_transform_edt(arr <= -500.0, sampling=sp)
-    depth = ndimage.distance_transform_edt(body, sampling=sp)
-    from_bone = ndimage.distance_transform_edt(arr <= 250.0, sampling=sp)
-    lung = z_ok & body & (mean4 > -950.0) & (mean4 < -700.0) & (from_tissue >= LUNG_CLEARANCE_MM)
-    soft = (z_ok & (mean4 > 0.0) & (mean4 < 120.0) & (std6 < 25.0) & (depth >= BODY_DEPTH_MM)
-            & (from_bone >= BONE_CLEARANCE_MM))
+    t = tissue_maps(work, Z_MARGIN_MM)
+    from_tissue = ndimage.distance_transform_edt(arr <= -500.0, sampling=work.spacing_mm[::-1])
+    lung = t.z_ok & t.body & (t.mean4 > -950.0) & (t.mean4 < -700.0) & (from_tissue >= LUNG_CLEARANCE_MM)
+    soft = (t.z_ok & (t.mean4 > 0.0) & (t.mean4 < 120.0) & (t.std6 < 25.0) & (t.depth >= BODY_DEPTH_MM)
+            & (t.from_bone >= BONE_CLEARANCE_MM))
     return lung, soft
 
 

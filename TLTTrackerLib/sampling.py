@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -51,6 +51,37 @@ def body_mask(volume: Volume, threshold_hu: float = -500.0) -> np.ndarray:
     for k in range(mask.shape[0]):  # fill lungs and airways, which touch the outside in 3D but not per slice
         mask[k] = ndimage.binary_fill_holes(mask[k])
     return mask
+
+
+class TissueMaps(NamedTuple):
+    """Local tissue statistics of a working CT, ``(K, J, I)`` arrays on its grid (HU, mm): 4 and 6 mm Gaussian
+    means, the 6 mm standard deviation, the body mask (:func:`body_mask`), the depth inside the body, the distance
+    from bone (> 250 HU), and ``z_ok``: at least the margin from either z end. Where soft-tissue targets may sit
+    (``scenarios.abdomen_lesions``, :mod:`.painted_lesions`)."""
+
+    mean4: np.ndarray
+    mean6: np.ndarray
+    std6: np.ndarray
+    body: np.ndarray
+    depth: np.ndarray
+    from_bone: np.ndarray
+    z_ok: np.ndarray
+
+
+def tissue_maps(work: Volume, z_margin_mm: float) -> TissueMaps:
+    """:class:`TissueMaps` of ``work`` (float32 HU; a few mm grid is enough)."""
+    arr = work.array
+    sp = work.spacing_mm[::-1]
+    mean6 = ndimage.gaussian_filter(arr, 6.0 / sp)
+    mean4 = ndimage.gaussian_filter(arr, 4.0 / sp)
+    std6 = np.sqrt(np.maximum(ndimage.gaussian_filter(arr**2, 6.0 / sp) - mean6**2, 0))
+    body = body_mask(work)
+    depth = ndimage.distance_transform_edt(body, sampling=sp)
+    from_bone = ndimage.distance_transform_edt(arr <= 250, sampling=sp)
+    z_ok = np.zeros(arr.shape, bool)
+    margin = int(np.ceil(z_margin_mm / sp[0]))
+    z_ok[margin:-margin] = True
+    return TissueMaps(mean4, mean6, std6, body, depth, from_bone, z_ok)
 
 
 def _blobness(

@@ -131,6 +131,12 @@ def default_shared_dir() -> Path:
 def _case(shared_dir: str, volume: str, lesions: str) -> tuple[Volume, tuple[Lesion, ...]]:
     from .io import read_volume
 
+    if lesions == "painted":  # the "blobs" case's volume and points P1..P6 (cached): painted away from them
+        from .painted_lesions import paint_lesions
+
+        plain, points = _case(shared_dir, volume, "blobs")
+        painted, found = paint_lesions(plain, np.random.default_rng(0), avoid=[p.center_lps_mm for p in points])
+        return painted, tuple(found)
     ct = Path(shared_dir) / "ct"
     path = ct / f"{volume}.nii.gz"
     if not path.exists():
@@ -147,12 +153,6 @@ def _case(shared_dir: str, volume: str, lesions: str) -> tuple[Volume, tuple[Les
 
         points = sample_training_points(vol, 6, np.random.default_rng(0), kind="blob")
         found = [Lesion(f"P{i + 1}", p, 5.0) for i, p in enumerate(points)]
-    elif lesions == "painted":
-        from .painted_lesions import paint_lesions
-        from .sampling import sample_training_points
-
-        points = sample_training_points(vol, 6, np.random.default_rng(0), kind="blob")  # the "blobs" case's P1..P6
-        vol, found = paint_lesions(vol, np.random.default_rng(0), avoid=list(points))
     elif lesions == "abdomen":
         found = abdomen_lesions(vol, np.random.default_rng(0))
         if volume.startswith("hcc011"):
@@ -199,21 +199,12 @@ def abdomen_lesions(volume: Volume, rng: np.random.Generator, n_organ: int = 4, 
 
     Picked greedily at random, at least ``min_separation_mm`` apart and ≥ 20 mm from the z ends. Returns LPS mm.
     """
-    from .sampling import TrainingPointSampler, body_mask
+    from .sampling import TrainingPointSampler, tissue_maps
 
     sampler = TrainingPointSampler(volume, working_spacing_mm=3.0)
-    work = sampler.work
-    arr = work.array.astype(np.float32)
-    sp = work.spacing_mm[::-1]
-    mean6 = ndimage.gaussian_filter(arr, 6.0 / sp)
-    mean4 = ndimage.gaussian_filter(arr, 4.0 / sp)
-    std6 = np.sqrt(np.maximum(ndimage.gaussian_filter(arr**2, 6.0 / sp) - mean6**2, 0))
-    body = body_mask(work)
-    depth = ndimage.distance_transform_edt(body, sampling=sp)
-    bone_dist = ndimage.distance_transform_edt(arr <= 250, sampling=sp)
-    z_ok = np.zeros(arr.shape, bool)
-    margin = int(np.ceil(20.0 / sp[0]))
-    z_ok[margin:-margin] = True
+    work = sampler.work.with_array(sampler.work.array.astype(np.float32))
+    arr = work.array
+    mean4, mean6, std6, _, depth, bone_dist, z_ok = tissue_maps(work, 20.0)
     organ = z_ok & (mean4 > 40) & (mean4 < 200) & (std6 < 20) & (depth >= 25) & (bone_dist >= 10)
     blob_idx = sampler.blob_idx
     keep = [z_ok[tuple(i)] and -50 < mean6[tuple(i)] < 200 and -100 < arr[tuple(i)] < 250 and depth[tuple(i)] >= 10

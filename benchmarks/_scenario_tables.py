@@ -46,7 +46,7 @@ def kind_table(rows: list[dict], scenarios: list[str], method: str) -> str:
         for kind in dict.fromkeys(target_kind(r) for r in sel):
             part = [r for r in sel if target_kind(r) == kind]
             e = np.array([r["error_mm"] for r in part])
-            worse = sum(r["error_mm"] > r["start_error_mm"] + 2.0 and r["confidence"] >= 0.5 for r in part)
+            worse = sum(map(worse_confident, part))
             lines.append(f"| {sc} | {kind} | {len(part)} | {np.mean([hit(r) for r in part]):.3f} | {e.mean():.2f} | "
                          f"{np.median(e):.2f} | {worse} |")
     return "\n".join(lines)
@@ -54,6 +54,11 @@ def kind_table(rows: list[dict], scenarios: list[str], method: str) -> str:
 
 def hit(row: dict) -> bool:
     return row["error_mm"] <= min(row["radius_mm"], 10.0)
+
+
+def worse_confident(row: dict) -> bool:
+    """The issue's "never": more than 2 mm further from the truth than the affine estimate, confidence ≥ 0.5."""
+    return row["error_mm"] > row["start_error_mm"] + 2.0 and row["confidence"] >= 0.5
 
 
 def auc(rows: list[dict]) -> float:
@@ -71,7 +76,7 @@ def summary_row(scenario: str, method: str, rows: list[dict]) -> dict:
     outside = [r for r in rows if r["outside_truth"]]
     s = summarise(np.array([r["error_mm"] for r in inside]), np.array([r["radius_mm"] for r in inside]))
     pairs = {(r["case"], r["seed"]): r["seconds_pair"] for r in rows}
-    worse = sum(r["error_mm"] > r["start_error_mm"] + 2.0 and r["confidence"] >= 0.5 for r in inside)
+    worse = sum(map(worse_confident, inside))
     out = {"scenario": scenario, "method": method, "pairs": len(pairs), **s,
            "seconds_pair": float(np.mean(list(pairs.values()))) if pairs else float("nan"),
            "worse_conf05": int(worse), "auc": auc(rows), "n_outside": len(outside)}
@@ -120,6 +125,12 @@ def markdown_table(summ: list[dict]) -> str:
 
 def pooled_auc(rows: list[dict], methods: list[str]) -> dict[str, float]:
     return {m: auc([r for r in rows if r["method"] == m]) for m in methods}
+
+
+def pooled_auc_line(rows: list[dict], methods: list[str], label: str = "") -> str:
+    """One line: every method's pooled AUC (:func:`pooled_auc`), NaN ones left out."""
+    return f"pooled confidence ROC AUC{label}: " + ", ".join(
+        f"{m} {v:.2f}" for m, v in pooled_auc(rows, methods).items() if np.isfinite(v))
 
 
 def plot(rows: list[dict], scenarios: list[str], methods: list[str], path: str | Path) -> None:

@@ -200,9 +200,7 @@ def main() -> int:
         print("\npeer pairs only (every method on the same pairs):\n" + tables.text_table(sub))
         out += ["", f"### Peer pairs only (first pair of the first {args.peer_pairs} cases per scenario)", "",
                 tables.markdown_table(sub)]
-    pooled = tables.pooled_auc(rows, methods)
-    line = "pooled confidence ROC AUC (hit vs miss, inside lesions): " + ", ".join(
-        f"{m} {v:.2f}" for m, v in pooled.items() if np.isfinite(v))
+    line = tables.pooled_auc_line(rows, methods, " (hit vs miss, inside lesions)")
     print(line)
     out += ["", line]
     for m in methods:
@@ -213,9 +211,7 @@ def main() -> int:
     if args.lesions_only:
         lesions = [r for r in rows if tables.target_kind(r) != "anatomical point"]
         summ_l = tables.summaries(lesions, names, all_methods)
-        pooled_l = tables.pooled_auc(lesions, methods)
-        line_l = "pooled confidence ROC AUC, lesions only: " + ", ".join(
-            f"{m} {v:.2f}" for m, v in pooled_l.items() if np.isfinite(v))
+        line_l = tables.pooled_auc_line(lesions, methods, ", lesions only")
         print("\nlesions only (no anatomical points):\n" + tables.text_table(summ_l) + "\n" + line_l)
         out += ["", "### Lesions only (no anatomical points)", "", tables.markdown_table(summ_l), "", line_l]
     cycle = cycle if args.merge else []
