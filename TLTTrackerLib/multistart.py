@@ -29,6 +29,10 @@
              (:func:`~.lesion_template.snap_to_lesion`) when that match reaches ``snap_min_ncc`` and lies at least
              ``snap_min_move_mm`` away or matches ``snap_min_gain`` better than the result (otherwise the
              registration's own point is the more precise)
+    a visible lesion larger than that whose result is doubtful (confidence below ``visible_snap``'s threshold)
+             and lies off every blob of the lesion's contrast nearby moves onto the strongest such blob
+             (:func:`~.visible_lesion.visible_snap`); the moved point is tracked back like a result, and its
+             miss and agreement give its confidence
 
 Demons' own similarity after registration cannot pick the start: a deformable field matches wrong tissue well
 too. The back-tracking miss can, because a wrong match started from a point far from ``c`` comes back far from
@@ -58,6 +62,7 @@ from .multistart_config import MultiStartConfig, backtrack_config
 from .refine import refine_center
 from .selection import selection_score
 from .transforms import AffineTransform
+from .visible_lesion import visible_snap
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,22 +213,39 @@ def track_point(
             center, lesion_ncc = snapped, peak
     if not snap and small and backtrack:
         lesion_ncc = at_result
-    edge = nearest_edge_mm(followup, affine_c, center)
-    flags = []
-    if r.fell_back:
-        flags.append("low_similarity")
     scale = max(radius_mm, BACKTRACK_MIN_MM)
-    if backtrack and np.isfinite(miss) and miss > scale:
-        flags.append("backtrack_mismatch")
-    outside = edge < config.edge_margin_mm
-    if outside:
-        flags.append("outside_followup")
+
+    def assess(point: np.ndarray, miss_mm: float, ncc: float | None, agree: float | None):
+        """``(flags, confidence, edge_mm)`` of a kept point, its back-tracking miss and its other terms."""
+        edge_mm = nearest_edge_mm(followup, affine_c, point)
+        out = ["low_similarity"] if r.fell_back else []
+        if backtrack and np.isfinite(miss_mm) and miss_mm > scale:
+            out.append("backtrack_mismatch")
+        if edge_mm < config.edge_margin_mm:
+            out.append("outside_followup")
+        conf = combined_confidence(
+            similarity=r.confidence, miss_mm=miss_mm if backtrack else None, radius_mm=radius_mm,
+            coarse_gap=coarse.gap if coarse is not None else None, edge_mm=edge_mm,
+            edge_margin_mm=config.edge_margin_mm, fell_back=r.fell_back, mismatch="backtrack_mismatch" in out,
+            lesion_ncc=ncc if backtrack else None, agreement_mm=agree)
+        return out, conf, edge_mm
+
     agreement = _agreement_mm(best, records)
-    confidence = combined_confidence(
-        similarity=r.confidence, miss_mm=miss if backtrack else None, radius_mm=radius_mm,
-        coarse_gap=coarse.gap if coarse is not None else None, edge_mm=edge, edge_margin_mm=config.edge_margin_mm,
-        fell_back=r.fell_back, mismatch="backtrack_mismatch" in flags,
-        lesion_ncc=lesion_ncc if backtrack else None, agreement_mm=agreement)
+    flags, confidence, edge = assess(center, miss, lesion_ncc, agreement)
+    moved = None
+    if config.visible_snap is not None and backtrack and "outside_followup" not in flags:
+        scale_f = float(abs(np.linalg.det(baseline_to_followup.matrix)) ** (1.0 / 3.0))
+        moved = visible_snap(baseline, followup, c, radius_mm, center, confidence, scale_f, edge,
+                             config.visible_snap)
+    if moved is not None:
+        # the look-alike is kept and judged like any result: its own back-tracking miss and agreement
+        snap_from, center, miss = center, moved, back_miss(moved)
+        lesion_ncc = (lesion_match(baseline, followup, c, center, radius_mm, linear_inv, res)
+                      if radius_mm <= LESION_MATCH_MAX_RADIUS_MM else None)
+        others = [np.linalg.norm(x["result"].center_lps_mm - center) for x in records
+                  if not x.get("snapped") and not x["result"].fell_back]
+        agreement = float(min(others)) if len(records) > 1 and others else None
+        flags, confidence, edge = assess(center, miss, lesion_ncc, agreement)
     info: dict[str, Any] = {"records": records, "coarse": coarse, "edge_mm": edge, "chosen_start": best["start"],
                             "starts_lps_mm": np.array(starts), "start_kinds": tuple(kinds),
                             "chosen_kind": kinds[best["start"]]}
@@ -240,6 +262,8 @@ def track_point(
         info["field_shift_mm"] = float(np.linalg.norm(field_c - affine_c))
     if snap:
         info["snap_mm"] = float(np.linalg.norm(center - r.center_lps_mm))
+    if moved is not None:
+        info["visible_snap_mm"] = float(np.linalg.norm(center - snap_from))
     if keep_maps and r.info.get("maps"):
         info["maps"] = r.info["maps"]
     return PointResult(center, confidence, tuple(flags), r.level_similarity, info)

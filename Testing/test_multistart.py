@@ -324,3 +324,34 @@ def test_agreement_is_the_distance_to_the_nearest_other_refined_result():
     # a snapped result reuses the field start's refinement: it is no second opinion
     assert _agreement_mm(kept, [kept, record(1.0, snapped=True), record(6.0)]) == pytest.approx(6.0)
     assert _agreement_mm(kept, [kept, record(1.0, snapped=True)]) is None
+
+
+def test_a_doubtful_visible_lesion_moves_onto_its_look_alike():
+    """The lesion moved 13 mm within a homogeneous organ while the texture around the organ moved with the affine:
+    the region registration follows the texture; the visible snap (forced on by a threshold above any confidence)
+    takes the point onto the lesion, and tracks it back for its confidence."""
+    from TLTTrackerLib.visible_lesion import VisibleSnapConfig
+
+    def scan(lesion_kji, seed):
+        rng = np.random.default_rng(seed)
+        vol = _textured_ct(3)
+        arr = vol.array.astype(float)
+        kk, jj, ii = np.indices(arr.shape)
+        organ = (np.abs(ii - 60) <= 36) & (np.abs(jj - 60) <= 36) & (np.abs(kk - 30) * 2.0 <= 36)
+        arr[organ] = 60 + 6 * rng.normal(size=int(organ.sum()))
+        k, j, i = lesion_kji
+        arr[(ii - i) ** 2 + (jj - j) ** 2 + ((kk - k) * 2.0) ** 2 <= 36] += 45  # r 6 mm
+        return Volume(arr.astype(np.int16), vol.origin_lps_mm, vol.spacing_mm)
+
+    baseline, followup = scan((30, 60, 60), 1), scan((30, 60, 73), 2)  # the lesion 13 mm along x
+    centre = baseline.index_kji_to_lps([30, 60, 60])
+    lesion = followup.index_kji_to_lps([30, 60, 73])
+    identity = AffineTransform(np.eye(3), np.zeros(3))
+    plain = track_point(baseline, followup, centre, 6.0, identity, config=MultiStartConfig(coarse=None))
+    forced = MultiStartConfig(coarse=None, visible_snap=VisibleSnapConfig(below_confidence=1.01))
+    snapped = track_point(baseline, followup, centre, 6.0, identity, config=forced)
+    assert np.linalg.norm(plain.center_lps_mm - lesion) > 6.0
+    assert "visible_snap_mm" not in plain.info
+    assert np.linalg.norm(snapped.center_lps_mm - lesion) < 2.0
+    assert snapped.info["visible_snap_mm"] > 4.0
+    assert np.isfinite(snapped.info["backtrack_error_mm"])

@@ -1,0 +1,109 @@
+"""Tests of TLTTrackerLib.visible_lesion: the look-alike map and when the snap moves a result."""
+
+import numpy as np
+import pytest
+
+from TLTTrackerLib.geometry import Volume
+from TLTTrackerLib.visible_lesion import (VisibleSnapConfig, baseline_contrast, contrast_maps, look_alikes,
+                                          visible_snap)
+
+SPACING = 2.0
+SHAPE = (60, 60, 60)  # z, y, x: a 120 mm cube, origin at 0
+
+
+def _liver(centers_lps_mm, radius_mm=8.0, contrast_hu=-40.0, seed=0, bone_at=None, tissue_hu=60.0) -> Volume:
+    """Homogeneous tissue (60 HU) with 8 HU noise, one ball lesion per centre, optionally a 700 HU bone block."""
+    rng = np.random.default_rng(seed)
+    array = tissue_hu + 8.0 * rng.standard_normal(SHAPE)
+    z, y, x = np.indices(SHAPE) * SPACING
+    for c in centers_lps_mm:
+        array[(x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= radius_mm ** 2] += contrast_hu
+    if bone_at is not None:
+        array[(np.abs(x - bone_at[0]) <= 6) & (np.abs(y - bone_at[1]) <= 6) & (np.abs(z - bone_at[2]) <= 6)] = 700.0
+    return Volume(array.astype(np.float32), np.zeros(3), np.full(3, SPACING))
+
+
+C = np.array([60.0, 60.0, 60.0])
+MOVED = C + np.array([9.0, -6.0, 4.0])
+
+
+def test_contrast_maps_measure_a_ball_against_its_shell():
+    patch = np.zeros((41, 41, 41))
+    z, y, x = np.indices(patch.shape) - 20
+    patch[x * x + y * y + z * z <= 25] = 50.0  # a ball of r 5 voxels
+    contrast, shell_std = contrast_maps(patch, 5.0, 1.0)
+    assert contrast[20, 20, 20] == pytest.approx(50.0)
+    assert shell_std[20, 20, 20] == pytest.approx(0.0, abs=1e-6)
+    assert contrast[20, 20, 32] < 5.0  # off the ball
+
+
+def test_baseline_contrast_has_the_lesions_sign_and_size():
+    contrast, shell_std = baseline_contrast(_liver([C]), C, 8.0)
+    assert -45.0 < contrast < -30.0
+    assert shell_std < 8.0  # the noise, averaged a little by the patch's sampling
+
+
+def test_look_alikes_find_the_moved_lesion():
+    followup = _liver([MOVED], radius_mm=9.0, seed=1)
+    contrast, shell_std = baseline_contrast(_liver([C]), C, 8.0)
+    found = look_alikes(followup, C, 8.0, contrast, shell_std)
+    assert found, "the lesion 12 mm away was not found"
+    assert np.linalg.norm(found[0].point_lps_mm - MOVED) < 2.0
+    assert found[0].contrast_hu > 0  # signed as the baseline lesion's: a dark lesion counts positive
+
+
+def test_a_doubtful_result_beside_the_lesion_snaps_onto_it():
+    baseline, followup = _liver([C]), _liver([MOVED], radius_mm=9.0, seed=1)
+    moved = visible_snap(baseline, followup, C, 8.0, C, confidence=0.4)
+    assert moved is not None and np.linalg.norm(moved - MOVED) < 2.0
+
+
+@pytest.mark.parametrize("case", ["confident", "already on it", "small", "faint", "wrong sign", "too far", "twin"])
+def test_the_snap_leaves_a_result_alone(case):
+    radius, contrast, start, confidence = 8.0, -40.0, C, 0.4
+    where = MOVED
+    if case == "confident":
+        confidence = 0.9
+    elif case == "already on it":
+        start = MOVED + np.array([1.5, 0.0, 0.0])
+    elif case == "small":
+        radius = 2.5
+    elif case == "faint":
+        contrast = -12.0
+    elif case == "twin":
+        radius = 5.0
+    elif case == "too far":
+        where = C + np.array([20.0, 0.0, 0.0])
+    twin = [C + np.array([0.0, 0.0, -13.0])] if case == "twin" else []  # not distinct in the baseline
+    baseline = _liver([C] + twin, radius_mm=radius, contrast_hu=contrast)
+    followup = _liver([where], radius_mm=radius, contrast_hu=contrast if case != "wrong sign" else 40.0, seed=1)
+    assert visible_snap(baseline, followup, C, radius, start, confidence) is None
+
+
+def test_bone_next_to_the_result_is_no_look_alike():
+    """A bright block in the search sphere has a bright lesion's sign but not its contrast or quiet shell."""
+    baseline = _liver([C], contrast_hu=40.0)
+    followup = _liver([], seed=1, bone_at=C + np.array([0.0, 10.0, 0.0]))
+    assert visible_snap(baseline, followup, C, 8.0, C, confidence=0.3) is None
+
+
+def test_the_snap_can_be_turned_off():
+    baseline, followup = _liver([C]), _liver([MOVED], radius_mm=9.0, seed=1)
+    off = VisibleSnapConfig(below_confidence=0.0)
+    assert visible_snap(baseline, followup, C, 8.0, C, confidence=0.4, config=off) is None
+
+
+def test_nothing_is_measured_beyond_the_scan():
+    """Near the scan's edge a look-alike is measured only where its ball and shell (out to 2 ρ) lie inside the
+    scan (the volume's coverage ends at z = -1 mm): a shell cut off by the edge would hold air. A solid nodule in
+    emphysematous lung (-990 HU): air in its shell changes neither its contrast nor the shell's texture, so without
+    this the nodule cut off by the edge would count."""
+    lung = {"tissue_hu": -990.0, "contrast_hu": 900.0}
+    at_edge = np.array([60.0, 60.0, 8.0])
+    contrast, shell_std = baseline_contrast(_liver([C], **lung), C, 8.0)
+    found = look_alikes(_liver([at_edge], seed=1, **lung), at_edge + np.array([0.0, 0.0, 6.0]), 8.0, contrast,
+                        shell_std)
+    half_step = 8.0 / 3.0 / 2.0  # the sub-voxel refinement moves a point by up to half a grid step
+    assert all(a.point_lps_mm[2] - 2.0 * a.ball_radius_mm >= -1.0 - half_step for a in found)
+    inside = look_alikes(_liver([C], seed=1, **lung), C + np.array([0.0, 0.0, 6.0]), 8.0, contrast, shell_std)
+    assert inside and np.linalg.norm(inside[0].point_lps_mm - C) < 2.0
