@@ -9,7 +9,8 @@ homogeneous shell around it. At a point ``q`` and a ball radius ``ρ`` (mm):
     shell_std(q, ρ) = standard deviation over that shell (HU): low in homogeneous surroundings
 
 measured on a patch sampled along the LPS axes at ``max(1, r / 3)`` mm (both images clipped to ``clip_hu``;
-nothing is measured where the ball or shell reaches beyond the scan's coverage). The baseline gives the lesion's contrast ``C`` and shell std ``S`` at its centre and radius ``r``; in the follow-up
+nothing is measured where the ball or shell reaches beyond the scan's coverage). The baseline gives the lesion's
+contrast ``C`` and shell std ``S`` at its centre and radius ``r``; in the follow-up
 ``s · contrast`` (``s`` the sign of ``C``) is maximised over ``ρ = r · k · scale`` for the growth factors ``k`` in
 ``scales`` (lesions grow and shrink between scans; ``scale`` is the affine's linear scale) within ``search_mm`` of
 the result. A local maximum is *the lesion's look-alike* where its contrast is ``contrast_ratio`` × |C| and its
