@@ -107,7 +107,8 @@ def _reaches(mask: np.ndarray, ball_radius_mm: float, spacing_mm: float) -> np.n
 
 
 def _patch(volume: Volume, center_lps_mm: np.ndarray, half: int, spacing_mm: float,
-           clip_hu: tuple[float, float]) -> np.ndarray:
+           clip_hu: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The clipped cubic patch ``(2 half + 1,)*3`` (z, y, x along LPS) around a point, and its in-scan mask."""
     patch, inside = sample_patch_smooth(volume, np.asarray(center_lps_mm, float), half, spacing_mm, None)
     return np.clip(patch, *clip_hu), inside
 
@@ -122,14 +123,16 @@ def baseline_contrast(baseline: Volume, center_lps_mm: np.ndarray, radius_mm: fl
 
 
 def _spacing(radius_mm: float) -> float:
+    """The maps' grid (mm) for a lesion of radius ``radius_mm``: three nodes a radius, at least 1 mm apart."""
     return max(1.0, radius_mm / 3.0)
 
 
 def look_alikes(followup: Volume, point_lps_mm: np.ndarray, radius_mm: float, contrast_hu: float,
                 shell_std_hu: float, scale: float = 1.0,
                 config: VisibleSnapConfig = VisibleSnapConfig()) -> list[LookAlike]:
-    """The follow-up's look-alikes of a baseline lesion (``contrast_hu``, ``shell_std_hu``, ``radius_mm``) within
-    ``config.search_mm`` of ``point_lps_mm`` ``(3,)`` LPS mm, strongest first (module docstring)."""
+    """The look-alikes of a baseline lesion (``contrast_hu``, ``shell_std_hu``, ``radius_mm``) in ``followup`` (or in
+    the baseline itself, for the distinctness check) within ``config.search_mm`` of ``point_lps_mm`` ``(3,)`` LPS
+    mm, strongest first (module docstring); ``scale``: the affine's linear scale, baseline → that scan."""
     from scipy.ndimage import maximum_filter
 
     g = _spacing(radius_mm)
