@@ -29,6 +29,7 @@ from .errors import DeviceError
 from .geometry import Volume
 from .lesions import Lesion
 from .preprocessing import build_sample, crop_index_to_lps, normalized_to_lps
+from .transforms import linear_scale
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class TLTPrediction:
 
 def _prior_scale(transform: Any) -> float:
     matrix = getattr(transform, "matrix", None)
-    return float(abs(np.linalg.det(matrix)) ** (1.0 / 3.0)) if matrix is not None else 1.0
+    return linear_scale(matrix) if matrix is not None else 1.0
 
 
 class TLTPredictor:

@@ -61,7 +61,7 @@ from .matching import axis_resolution_mm
 from .multistart_config import MultiStartConfig, backtrack_config
 from .refine import refine_center
 from .selection import selection_score
-from .transforms import AffineTransform
+from .transforms import AffineTransform, linear_scale
 from .visible_lesion import visible_snap
 
 
@@ -230,21 +230,18 @@ def track_point(
             lesion_ncc=ncc if backtrack else None, agreement_mm=agree)
         return out, conf, edge_mm
 
-    agreement = _agreement_mm(best, records)
+    agreement = _agreement_mm(r.center_lps_mm, records, exclude=best)
     flags, confidence, edge = assess(center, miss, lesion_ncc, agreement)
     moved = None
     if config.visible_snap is not None and backtrack and "outside_followup" not in flags:
-        scale_f = float(abs(np.linalg.det(baseline_to_followup.matrix)) ** (1.0 / 3.0))
-        moved = visible_snap(baseline, followup, c, radius_mm, center, confidence, scale_f, edge,
-                             config.visible_snap)
+        moved = visible_snap(baseline, followup, c, radius_mm, center, confidence,
+                             linear_scale(baseline_to_followup.matrix), edge, config.visible_snap)
     if moved is not None:
         # the look-alike is kept and judged like any result: its own back-tracking miss and agreement
         snap_from, center, miss = center, moved, back_miss(moved)
         lesion_ncc = (lesion_match(baseline, followup, c, center, radius_mm, linear_inv, res)
                       if radius_mm <= LESION_MATCH_MAX_RADIUS_MM else None)
-        others = [np.linalg.norm(x["result"].center_lps_mm - center) for x in records
-                  if not x.get("snapped") and not x["result"].fell_back]
-        agreement = float(min(others)) if len(records) > 1 and others else None
+        agreement = _agreement_mm(center, records) if len(records) > 1 else None
         flags, confidence, edge = assess(center, miss, lesion_ncc, agreement)
     info: dict[str, Any] = {"records": records, "coarse": coarse, "edge_mm": edge, "chosen_start": best["start"],
                             "starts_lps_mm": np.array(starts), "start_kinds": tuple(kinds),
@@ -276,12 +273,13 @@ def _tracks_back(records: list[dict[str, Any]], config: MultiStartConfig) -> boo
                and x.get("lesion_ncc", 1.0) >= config.accept_min_ncc for x in records)
 
 
-def _agreement_mm(best: dict[str, Any], records: list[dict[str, Any]]) -> float | None:
-    """Distance (mm) from the kept result to the nearest other refined result (:mod:`.confidence`'s agreement
-    term); None when the first start's result ended the search or no other start was refined."""
-    point = best["result"].center_lps_mm
+def _agreement_mm(point: np.ndarray, records: list[dict[str, Any]],
+                  exclude: dict[str, Any] | None = None) -> float | None:
+    """Distance (mm) from a kept point ``(3,)`` LPS mm to the nearest refined result but ``exclude`` (its own record)
+    (:mod:`.confidence`'s agreement term); None when the first start's result ended the search or no other start
+    was refined."""
     others = [np.linalg.norm(x["result"].center_lps_mm - point) for x in records
-              if x is not best and not x.get("snapped") and not x["result"].fell_back]
+              if x is not exclude and not x.get("snapped") and not x["result"].fell_back]
     return float(min(others)) if others else None
 
 

@@ -87,6 +87,11 @@ class AffineTransform:
         return cls(np.asarray(d["matrix"]), np.asarray(d["translation_mm"]))
 
 
+def linear_scale(matrix: np.ndarray) -> float:
+    """The isotropic scale of a linear map ``(3, 3)``: the cube root of |det| (1 for a rigid motion)."""
+    return float(abs(np.linalg.det(matrix)) ** (1.0 / 3.0))
+
+
 @dataclass(frozen=True, eq=False)
 class DisplacementFieldTransform:
     """``y = x + u(x)``, with ``u`` sampled on a regular LPS-aligned grid and interpolated trilinearly.

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import Volume
-from .matching import sample_patch_smooth, subvoxel_at
+from .matching import patch_offsets_mm, sample_patch_smooth, subvoxel_at
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,15 @@ class LookAlike:
 def _kernels(ball_radius_mm: float, spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Ball (|x| ≤ 0.7 ρ) and shell (1.3 ρ ≤ |x| ≤ 2 ρ) averaging kernels on a cubic grid, each summing to 1."""
     h = int(np.ceil(2.0 * ball_radius_mm / spacing_mm)) + 1
-    axis = np.arange(-h, h + 1) * spacing_mm
-    d = np.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2)
+    d = _distance_mm(h, spacing_mm)
     ball = (d <= 0.7 * ball_radius_mm).astype(float)
     shell = ((d >= 1.3 * ball_radius_mm) & (d <= 2.0 * ball_radius_mm)).astype(float)
     return ball / ball.sum(), shell / shell.sum()
+
+
+def _distance_mm(half: int, spacing_mm: float) -> np.ndarray:
+    """Each node's distance (mm) from the centre of a cubic grid ``(2 half + 1,)*3``."""
+    return np.linalg.norm(patch_offsets_mm((half, half, half), spacing_mm), axis=-1)
 
 
 def contrast_maps(patch: np.ndarray, ball_radius_mm: float, spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -151,8 +155,7 @@ def look_alikes(followup: Volume, point_lps_mm: np.ndarray, radius_mm: float, co
         better = sign * contrast > best
         best[better] = sign * contrast[better]
         shell[better], rho[better] = shell_std[better], radius_mm * scale * k
-    axis = (np.arange(-half, half + 1) * g) ** 2
-    far = np.sqrt(axis[:, None, None] + axis[None, :, None] + axis[None, None, :]) > config.search_mm
+    far = _distance_mm(half, g) > config.search_mm
     best[far] = -np.inf
     size = max(3, int(2 * radius_mm / g) | 1)
     peaks = np.argwhere((best == maximum_filter(np.where(far, -1e9, best), size=size)) & ~far)

@@ -319,11 +319,14 @@ def test_agreement_is_the_distance_to_the_nearest_other_refined_result():
         return {"result": RefineResult(np.array([x_mm, 0.0, 0.0]), (0.9,), 0.9), "miss_mm": 3.0, **extra}
 
     kept = record(0.0)
-    assert _agreement_mm(kept, [kept]) is None  # the first start ended the search
-    assert _agreement_mm(kept, [record(9.0), kept, record(2.5)]) == pytest.approx(2.5)
+    at = kept["result"].center_lps_mm
+    assert _agreement_mm(at, [kept], exclude=kept) is None  # the first start ended the search
+    assert _agreement_mm(at, [record(9.0), kept, record(2.5)], exclude=kept) == pytest.approx(2.5)
     # a snapped result reuses the field start's refinement: it is no second opinion
-    assert _agreement_mm(kept, [kept, record(1.0, snapped=True), record(6.0)]) == pytest.approx(6.0)
-    assert _agreement_mm(kept, [kept, record(1.0, snapped=True)]) is None
+    assert _agreement_mm(at, [kept, record(1.0, snapped=True), record(6.0)], exclude=kept) == pytest.approx(6.0)
+    assert _agreement_mm(at, [kept, record(1.0, snapped=True)], exclude=kept) is None
+    # a point moved off every result (the visible snap): every refined result counts, its own old one too
+    assert _agreement_mm(np.array([4.0, 0.0, 0.0]), [kept, record(9.0)]) == pytest.approx(4.0)
 
 
 def test_a_doubtful_visible_lesion_moves_onto_its_look_alike():
