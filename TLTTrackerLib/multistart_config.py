@@ -66,9 +66,8 @@ class MultiStartConfig:
     baseline surroundings are featureless, and the texture under which they are (:mod:`.featureless`; 0: off).
     Tuning seeds: ``abdomen`` organ-interior points 42 → 47 of 48 (docs/benchmarks.md §18).
     ``visible_snap``: a doubtful result of a visible lesion larger than a nodule moves onto the lesion's
-    look-alike (:mod:`.visible_lesion`; None: off). Tuning rows with a confidence below 0.7: 3 misses rescued, 2
-    hits closer, none worse; report seeds: 5 rescued, 2 closer, 2 hits 3–6 mm further off (docs/benchmarks.md
-    §24)."""
+    look-alike (:mod:`.visible_lesion`; None: off). Tuning rows with a confidence below 0.7: 12 misses rescued, 4
+    hits closer, none worse (docs/benchmarks.md §24, §25)."""
 
     coarse: CoarseConfig | None = CoarseConfig()
     min_jump_mm: float = 8.0

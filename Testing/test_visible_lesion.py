@@ -58,7 +58,26 @@ def test_a_doubtful_result_beside_the_lesion_snaps_onto_it():
     assert moved is not None and np.linalg.norm(moved - MOVED) < 2.0
 
 
-@pytest.mark.parametrize("case", ["confident", "already on it", "small", "faint", "wrong sign", "too far", "twin"])
+def test_a_lesion_with_a_twin_nearby_still_snaps():
+    """A twin 13 mm away in the baseline does not keep the lesion from being a look-alike of itself."""
+    baseline = _liver([C, C + np.array([0.0, 0.0, -13.0])], radius_mm=5.0)
+    followup = _liver([MOVED], radius_mm=5.0, seed=1)
+    moved = visible_snap(baseline, followup, C, 5.0, C, confidence=0.4)
+    assert moved is not None and np.linalg.norm(moved - MOVED) < 2.0
+
+
+def test_a_point_beside_bone_is_no_look_alike_of_itself():
+    """Bone 12 mm away fills the point's shell: a strong "contrast" (−56 HU) but no look-alike on the point in its
+    own baseline, so a dark ball in the follow-up, which is its look-alike, is not snapped to."""
+    baseline = _liver([], bone_at=C + np.array([0.0, 12.0, 0.0]))
+    followup = _liver([MOVED], radius_mm=6.0, contrast_hu=-56.0, seed=1)
+    contrast, shell_std = baseline_contrast(baseline, C, 6.0)
+    assert contrast < -20.0
+    assert look_alikes(followup, C, 6.0, contrast, shell_std), "nothing to snap to: the test would prove nothing"
+    assert visible_snap(baseline, followup, C, 6.0, C, confidence=0.4) is None
+
+
+@pytest.mark.parametrize("case", ["confident", "already on it", "small", "faint", "wrong sign", "too far"])
 def test_the_snap_leaves_a_result_alone(case):
     radius, contrast, start, confidence = 8.0, -40.0, C, 0.4
     where = MOVED
@@ -70,12 +89,9 @@ def test_the_snap_leaves_a_result_alone(case):
         radius = 2.5
     elif case == "faint":
         contrast = -12.0
-    elif case == "twin":
-        radius = 5.0
     elif case == "too far":
         where = C + np.array([20.0, 0.0, 0.0])
-    twin = [C + np.array([0.0, 0.0, -13.0])] if case == "twin" else []  # not distinct in the baseline
-    baseline = _liver([C] + twin, radius_mm=radius, contrast_hu=contrast)
+    baseline = _liver([C], radius_mm=radius, contrast_hu=contrast)
     followup = _liver([where], radius_mm=radius, contrast_hu=contrast if case != "wrong sign" else 40.0, seed=1)
     assert visible_snap(baseline, followup, C, radius, start, confidence) is None
 
