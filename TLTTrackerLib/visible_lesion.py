@@ -20,8 +20,10 @@ look-alike when
 - the lesion is visible and not a small nodule: |C| ≥ ``min_contrast_hu``, r > ``min_radius_mm`` (smaller ones
   have :func:`~.lesion_template.snap_to_lesion`);
 - the lesion is a look-alike of itself: searched in the baseline around its own centre, one of the look-alikes
-  found lies on it (a point on an organ's edge, beside bone or inside a vertebra is none; a faint lesion among
-  noise of its own contrast may not be). Other look-alikes nearby (twins) are allowed;
+  found lies on it (a point on an organ's edge, beside bone or inside a vertebra is mostly none; a faint lesion
+  among noise of its own contrast may not be), and there are at most ``max_look_alikes`` of them: a twin or two
+  nearby are allowed, textured surroundings with many (the tuning rows' anatomical points and organ interiors
+  that are look-alikes of themselves have 4–9) are not;
 - the result is doubtful: its confidence is below ``below_confidence`` (confident results were nearly always
   right, and the snap's only losses on the tuning pairs were among them);
 - the result lies ``min_edge_mm`` or more inside the follow-up's coverage: nearer the edge the scan cuts the
@@ -55,6 +57,7 @@ class VisibleSnapConfig:
     below_confidence: float = 0.7
     min_contrast_hu: float = 20.0
     min_radius_mm: float = 3.0
+    max_look_alikes: int = 3
     search_mm: float = 15.0
     scales: tuple[float, ...] = (0.6, 0.75, 0.9, 1.1, 1.3, 1.6)
     contrast_ratio: tuple[float, float] = (0.6, 1.6)
@@ -188,8 +191,8 @@ def visible_snap(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray, 
     if abs(contrast) < config.min_contrast_hu:
         return None
     own = look_alikes(baseline, center_lps_mm, radius_mm, contrast, shell_std, 1.0, config)
-    if not _on_one(own, center_lps_mm, config):
-        return None  # the lesion is no look-alike of itself
+    if len(own) > config.max_look_alikes or not _on_one(own, center_lps_mm, config):
+        return None  # the lesion is no look-alike of itself, or one among many
     found = look_alikes(followup, point_lps_mm, radius_mm, contrast, shell_std, scale, config)
     if _on_one(found, point_lps_mm, config):
         return None

@@ -66,6 +66,17 @@ def test_a_lesion_with_a_twin_nearby_still_snaps():
     assert moved is not None and np.linalg.norm(moved - MOVED) < 2.0
 
 
+def test_a_lesion_among_many_look_alikes_is_left_alone():
+    """Four twins around the lesion in its baseline (textured surroundings): the follow-up's strongest look-alike
+    would be a guess. The same pair snaps when the limit is lifted."""
+    ring = [C + np.array(d) for d in ([11.0, 0, 0], [-11.0, 0, 0], [0, 11.0, 0], [0, -11.0, 0])]
+    baseline = _liver([C] + ring, radius_mm=4.0)
+    followup = _liver([MOVED], radius_mm=4.0, seed=1)
+    assert visible_snap(baseline, followup, C, 4.0, C, confidence=0.4) is None
+    lifted = VisibleSnapConfig(max_look_alikes=99)
+    assert visible_snap(baseline, followup, C, 4.0, C, confidence=0.4, config=lifted) is not None
+
+
 def test_a_point_beside_bone_is_no_look_alike_of_itself():
     """Bone 12 mm away fills the point's shell: a strong "contrast" (−56 HU) but no look-alike on the point in its
     own baseline, so a dark ball in the follow-up, which is its look-alike, is not snapped to."""
