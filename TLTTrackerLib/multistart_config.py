@@ -67,7 +67,12 @@ class MultiStartConfig:
     Tuning seeds: ``abdomen`` organ-interior points 42 → 47 of 48 (docs/benchmarks.md §18).
     ``visible_snap``: a doubtful result of a visible lesion larger than a nodule moves onto the lesion's
     look-alike (:mod:`.visible_lesion`; None: off). Tuning rows with a confidence below 0.7: 12 misses rescued, 4
-    hits closer, none worse (docs/benchmarks.md §24, §25)."""
+    hits closer, none worse (docs/benchmarks.md §24, §25).
+    ``fallback_miss_mm``: where every refined result tracks back further than this from the baseline centre and a
+    registration start fell back (the follow-up around it did not match the baseline's: mostly at the edge of the
+    follow-up's coverage, where a coarse peak elsewhere matched instead), the first such start is kept as it is:
+    the results are known wrong, the start is the pair's own estimate (:mod:`.multistart`; inf: off). Tuning
+    seeds, ``fov-edge`` and ``extreme`` (docs/benchmarks.md §26)."""
 
     coarse: CoarseConfig | None = CoarseConfig()
     min_jump_mm: float = 8.0
@@ -89,6 +94,7 @@ class MultiStartConfig:
     featureless_iterations: int = 320
     featureless_std_hu: float = 30.0
     visible_snap: VisibleSnapConfig | None = VisibleSnapConfig()
+    fallback_miss_mm: float = 15.0
     refine: RefineConfig = RefineConfig()
 
     def __post_init__(self) -> None:
