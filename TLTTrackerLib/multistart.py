@@ -20,8 +20,8 @@
              to two more results without a refinement (``field_snap_start``): the field start D(c) snapped to the
              lesion's own template within ±``snap_mm`` and within ±``wide_snap_mm``, each with its miss
              (:func:`~.field_starts.snapped_field_starts`)
-    where every result tracks back further than ``fallback_miss_mm`` and a registration start fell back (its
-             region did not match: :func:`~.refine.refine_center`'s fallback), keep the first such start as it is
+    where every result tracks back further than ``fallback_miss_mm`` and the first start fell back (its region
+             did not match: :func:`~.refine.refine_center`'s fallback), keep that start as it is
     otherwise keep the start whose result has the smallest back-tracking miss (ties: the first listed); with the pair
              field and more than one result, the smallest selection score instead: the mean of that miss and
              the miss of a second check started at D⁻¹(r) without the local affine (a snapped result: its own
@@ -60,7 +60,7 @@ from .field_starts import field_prior, snapped_field_starts
 from .geometry import Volume
 from .lesion_template import lesion_match, snap_to_lesion
 from .matching import axis_resolution_mm
-from .multistart_config import START_KINDS, MultiStartConfig, backtrack_config
+from .multistart_config import MultiStartConfig, backtrack_config
 from .refine import refine_center
 from .selection import selection_score
 from .transforms import AffineTransform, linear_scale
@@ -188,9 +188,8 @@ def track_point(
                 records.append({"start": len(starts) - 1, "snapped": True,
                                 "result": replace(field_record["result"], center_lps_mm=q), "miss_mm": miss})
     finite = [x for x in records if np.isfinite(x["miss_mm"])]
-    fallen = [x for x in records if x["result"].fell_back and kinds[x["start"]] in START_KINDS]
-    if fallen and finite and min(x["miss_mm"] for x in finite) > config.fallback_miss_mm:
-        best = fallen[0]  # every result is known wrong: the pair's own estimate, as it is
+    if records[0]["result"].fell_back and finite and min(x["miss_mm"] for x in finite) > config.fallback_miss_mm:
+        best = records[0]  # every result is known wrong: the pair's own estimate, as it is
     elif pair_field is not None and len(finite) > 1 and config.lesion_weight > 0:
         for x in finite:
             x["score"] = selection_score(baseline, followup, c, radius_mm, backward, linear_inv, x, pair_field,

@@ -360,22 +360,24 @@ def test_a_doubtful_visible_lesion_moves_onto_its_look_alike():
     assert np.isfinite(snapped.info["backtrack_error_mm"])
 
 
-def test_a_start_that_fell_back_is_kept_over_results_that_track_back_far_off(shifted, monkeypatch):
+def test_a_first_start_that_fell_back_is_kept_over_results_that_track_back_far_off(shifted, monkeypatch):
     """The field's starts fell back (their region matched nothing, as at the edge of a follow-up's coverage) and the
-    affine start's result tracks back 30 mm from the lesion (known wrong): the field start is kept as it is,
-    flagged ``low_similarity``. With ``fallback_miss_mm`` above that miss the result is kept, as before."""
+    affine start's result tracks back 30 mm from the lesion (known wrong): the field start, the first, is kept as it
+    is, flagged ``low_similarity``. With ``fallback_miss_mm`` above that miss the result is kept, as before; so it is
+    where only a later start (the affine) fell back: the first start's estimate is not that start's."""
     import TLTTrackerLib.multistart as multistart
     from TLTTrackerLib.refine import RefineResult
 
     baseline, followup, truth, wrong, centre = shifted
     field, config, target = _field_off_by(shifted, [3.0, 0.0, 0.0])
     field_c = field.to_followup(centre)
+    falls = {"at_field": True}
 
     def refine(fixed, moving, point, radius, transform, config=None, start_lps_mm=None, **_):
         start = np.asarray(start_lps_mm, float)
         if fixed is followup:  # the back-tracking check: 30 mm from the lesion, whatever it starts from
             return RefineResult(centre + [30.0, 0.0, 0.0], (0.9,), 0.9)
-        if np.linalg.norm(start - field_c) < 1.0:
+        if (np.linalg.norm(start - field_c) < 1.0) == falls["at_field"]:
             return RefineResult(start, (0.05,), 0.1, fell_back=True)
         return RefineResult(start + [0.0, 5.0, 0.0], (0.9,), 0.9)
 
@@ -387,3 +389,6 @@ def test_a_start_that_fell_back_is_kept_over_results_that_track_back_far_off(shi
     kept = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field,
                        config=replace(config, fallback_miss_mm=40.0))
     assert kept.info["chosen_kind"] == "affine" and "low_similarity" not in kept.flags
+    falls["at_field"] = False
+    later = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field, config=config)
+    assert later.info["chosen_kind"] in ("field_shape", "field") and "low_similarity" not in later.flags
