@@ -358,6 +358,7 @@ def test_a_doubtful_visible_lesion_moves_onto_its_look_alike():
     assert np.linalg.norm(snapped.center_lps_mm - lesion) < 2.0
     assert snapped.info["visible_snap_mm"] > 4.0
     assert np.isfinite(snapped.info["backtrack_error_mm"])
+    assert snapped.confidence >= plain.confidence  # not below the result it replaced
 
 
 def test_a_first_start_that_fell_back_is_kept_over_results_that_track_back_far_off(shifted, monkeypatch):
