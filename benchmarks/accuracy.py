@@ -160,7 +160,8 @@ def main() -> int:
     ap.add_argument("--lesions-only", action="store_true",
                     help="also the tables without the anatomical points (P1..P6 of POPI and TotalSegmentator)")
     ap.add_argument("--cycle", action="store_true", help="also the truth-free HCC-011 acq1->2->3->1 cycle check")
-    ap.add_argument("--png", default=None, help="error-CDF plot, one panel per scenario")
+    ap.add_argument("--png", default=None, help="error-CDF plot, one panel per scenario (lesions only with "
+                    "--lesions-only)")
     ap.add_argument("--json", default=None, help="per-lesion rows (and cycle rows)")
     ap.add_argument("--markdown", default=None, help="write the tables as Markdown here")
     args = ap.parse_args()
@@ -233,8 +234,9 @@ def main() -> int:
             f"{len(rows)} lesion results in {time.perf_counter() - t_all:.0f} s; load average at start "
             f"{load[0]:.1f}, at end {end_load[0]:.1f}")
     print(note)
-    if args.png:
-        tables.plot(rows, names, all_methods, args.png)
+    if args.png:  # with --lesions-only, the lesions' errors only
+        plotted = [r for r in rows if tables.target_kind(r) != "anatomical point"] if args.lesions_only else rows
+        tables.plot(plotted, names, all_methods, args.png)
         print(f"wrote {args.png}")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "summary": summ, "cycle": cycle}, indent=1))
