@@ -73,9 +73,9 @@ class MultiStartConfig:
     did not match the baseline's: mostly at the edge of the follow-up's coverage, where a coarse peak elsewhere
     matched instead), that start is kept as it is: the results are known wrong (:mod:`.multistart`; inf: off).
     ``fov-edge`` tuning seeds 0–8: 26 targets changed, all outside the follow-up, 25 closer by 8–94 mm (median
-    error 37 → 6.5 mm), one 0.2 mm further; a report lesion inside it 61.6 → 6.1 mm. Not any start that fell back: a report lesion whose two
-    field results agreed 1.1 mm off, tracking back 22 mm off, went to the affine start 31.7 mm off
-    (docs/benchmarks.md §26)."""
+    error 37 → 6.5 mm), one 0.2 mm further; a report lesion inside it 61.6 → 6.1 mm. Not any start that fell
+    back: a report lesion whose two field results agreed 1.1 mm off, tracking back 22 mm off, went to the affine
+    start 31.7 mm off (docs/benchmarks.md §26)."""
 
     coarse: CoarseConfig | None = CoarseConfig()
     min_jump_mm: float = 8.0
