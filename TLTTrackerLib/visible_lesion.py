@@ -31,7 +31,8 @@ look-alike when
 - no look-alike lies within ``max(near_mm, near_fraction · ρ)`` of the result (it is not already on one);
 - the look-alike lies ``rim_mm`` inside the search sphere: a maximum on its surface is where the map was cut off.
 
-The caller checks the snapped point by tracking it back like any other result (:mod:`.multistart`).
+The caller checks the snapped point by tracking it back like any other result; its confidence is not below the
+result's it replaces (:mod:`.multistart`, docs/benchmarks.md §26).
 
 Tuning (``docs/benchmarks.md`` §24, §25), every result with a confidence below 0.7 on the tuning seeds 0–9 of the
 whole suite and on the painted cases of the chest scenarios' tuning seeds (``large-motion`` and ``extreme`` 0–47):
