@@ -370,7 +370,7 @@ def test_a_first_start_that_fell_back_is_kept_over_results_that_track_back_far_o
     from TLTTrackerLib.refine import RefineResult
 
     baseline, followup, truth, wrong, centre = shifted
-    field, config, target = _field_off_by(shifted, [3.0, 0.0, 0.0])
+    field, config, _ = _field_off_by(shifted, [3.0, 0.0, 0.0])
     field_c = field.to_followup(centre)
     falls = {"at_field": True}
 
