@@ -209,8 +209,9 @@ def main() -> int:
             kinds = tables.kind_table(rows, names, m)
             print(f"\n{m} by target kind:\n{kinds}")
             out += ["", f"### `{m}` by target kind", "", kinds]
+    # with --lesions-only, the tables after the full ones and the plot leave the anatomical points out
+    lesions = [r for r in rows if tables.target_kind(r) != "anatomical point"] if args.lesions_only else rows
     if args.lesions_only:
-        lesions = [r for r in rows if tables.target_kind(r) != "anatomical point"]
         summ_l = tables.summaries(lesions, names, all_methods)
         line_l = tables.pooled_auc_line(lesions, methods, ", lesions only")
         print("\nlesions only (no anatomical points):\n" + tables.text_table(summ_l) + "\n" + line_l)
@@ -234,9 +235,8 @@ def main() -> int:
             f"{len(rows)} lesion results in {time.perf_counter() - t_all:.0f} s; load average at start "
             f"{load[0]:.1f}, at end {end_load[0]:.1f}")
     print(note)
-    if args.png:  # with --lesions-only, the lesions' errors only
-        plotted = [r for r in rows if tables.target_kind(r) != "anatomical point"] if args.lesions_only else rows
-        tables.plot(plotted, names, all_methods, args.png)
+    if args.png:
+        tables.plot(lesions, names, all_methods, args.png)
         print(f"wrote {args.png}")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "summary": summ, "cycle": cycle}, indent=1))
