@@ -35,6 +35,8 @@
              and lies off every blob of the lesion's contrast nearby moves onto the strongest such blob
              (:func:`~.visible_lesion.visible_snap`); the moved point is tracked back like a result, and its
              miss and agreement give its confidence, or the replaced result's where that is higher
+    a visible lesion larger than that whose point lies on a blob of its contrast in the follow-up moves to that blob's
+             centre (:func:`~.lesion_centre.lesion_centre`; the confidence stays)
 
 Demons' own similarity after registration cannot pick the start: a deformable field matches wrong tissue well
 too. The back-tracking miss can, because a wrong match started from a point far from ``c`` comes back far from
@@ -58,6 +60,7 @@ from .deformable import PairField
 from .featureless import refine_for_surroundings
 from .field_starts import field_prior, snapped_field_starts
 from .geometry import Volume
+from .lesion_centre import lesion_centre
 from .lesion_template import lesion_match, snap_to_lesion
 from .matching import axis_resolution_mm
 from .multistart_config import MultiStartConfig, backtrack_config
@@ -251,6 +254,12 @@ def track_point(
         agreement = _agreement_mm(center, records) if len(records) > 1 else None
         flags, confidence, edge = assess(center, miss, lesion_ncc, agreement)
         confidence = max(confidence, before)
+    centred = None
+    if config.lesion_centre is not None and "outside_followup" not in flags:
+        centred = lesion_centre(baseline, followup, c, radius_mm, center, baseline_to_followup.matrix,
+                                linear_scale(baseline_to_followup.matrix), config.lesion_centre)
+    centre_move = None if centred is None else float(np.linalg.norm(centred - center))
+    center = center if centred is None else centred
     info: dict[str, Any] = {"records": records, "coarse": coarse, "edge_mm": edge, "chosen_start": best["start"],
                             "starts_lps_mm": np.array(starts), "start_kinds": tuple(kinds),
                             "chosen_kind": kinds[best["start"]]}
@@ -268,7 +277,9 @@ def track_point(
     if snap:
         info["snap_mm"] = float(np.linalg.norm(center - r.center_lps_mm))
     if moved is not None:
-        info["visible_snap_mm"] = float(np.linalg.norm(center - snap_from))
+        info["visible_snap_mm"] = float(np.linalg.norm(moved - snap_from))
+    if centre_move is not None:
+        info["centre_move_mm"] = centre_move
     if keep_maps and r.info.get("maps"):
         info["maps"] = r.info["maps"]
     return PointResult(center, confidence, tuple(flags), r.level_similarity, info)

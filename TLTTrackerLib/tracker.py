@@ -273,8 +273,8 @@ class LesionTracker:
                 extra["backtrack_error_mm"] = round(res.info["backtrack_error_mm"], 3)
             if "lesion_ncc" in res.info:
                 extra["lesion_ncc"] = round(res.info["lesion_ncc"], 4)
-            for key in ("snap_mm", "visible_snap_mm", "field_gap_mm", "field_shift_mm", "agreement_mm",
-                        "first_miss_mm", "edge_mm"):
+            for key in ("snap_mm", "visible_snap_mm", "centre_move_mm", "field_gap_mm", "field_shift_mm",
+                        "agreement_mm", "first_miss_mm", "edge_mm"):
                 if key in res.info:
                     extra[key] = round(res.info[key], 3)
             if res.info.get("coarse") is not None:

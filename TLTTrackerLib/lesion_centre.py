@@ -1,0 +1,151 @@
+"""A visible lesion's own centre: a result that lies on the lesion's blob moves to the blob's centre.
+
+The region registration (:mod:`.refine`) places a lesion by the motion of the tissue around it. A soft-tissue lesion
+of 25–60 HU contrast is a faint part of the ±40 mm region it matches (demons follows the region's strong edges: air,
+fat, bone), and a lesion larger than the finest level's ±12 mm region has no edge inside it. Under large motion,
+where the lesion grows or shrinks, such results land 3–10 mm from the centre while still on the lesion: the largest
+part of ``large-motion``'s and ``extreme``'s mean error on the tuning seeds (docs/benchmarks.md §27). The lesion
+itself gives its centre, as a radiologist would take it: the middle of what is seen.
+
+Both images are sampled along the LPS axes around the point at ``g = clip(r / 4, 0.5, 1)`` mm, clipped to ``clip_hu``
+and Gaussian-smoothed (σ = ``max(min_smoothing_mm, smoothing · r)``):
+
+    baseline   C = mean over the ball |x − c| ≤ 0.7 r − median over the shell 1.3 r ≤ |x − c| ≤ 2 r   (HU)
+               the blob = the connected part at ``c`` of {s · (I − (shell + C / 2)) > 0} (s the sign of C),
+               opened by a ball of ``open_fraction · r`` (cuts the thin bridges to neighbouring tissue)
+               kept when |C| ≥ ``min_contrast_hu``, r > ``min_radius_mm``, its equivalent radius r_b lies in
+               ``radius_range`` × r, it does not reach the edge of its ±2.5 r box, and its centroid lies within
+               ``max_offset_fraction · r`` of ``c`` (o = centroid − c)
+    follow-up  the same at the result ``p`` (threshold: the baseline's, then once more from the follow-up's own
+               ball and shell around the blob found), opened by ``followup_open_fraction · r_b``; the blob is the
+               part at ``p`` or within ``near_mm`` of it, kept when it does not reach the edge of its box
+               (``box_factor · r_b``) and its equivalent radius over ``r_b · scale`` lies in ``growth_range``
+    the point  centroid − A o (A the registration's linear part: the baseline's own offset of the centre from the
+               blob's centroid carried over; zero for a round lesion)
+
+A point off every blob, a lesion that is no compact blob in its baseline (a nodule on vessels, an organ's interior),
+or a follow-up blob that runs into neighbouring tissue of its intensity is left where it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import Volume
+from .matching import sample_patch_smooth
+
+
+@dataclass(frozen=True)
+class LesionCentreConfig:
+    """The settings of :func:`lesion_centre` (module docstring; fractions are of the lesion's radius r unless
+    named); chosen on the ``large-motion`` and ``extreme`` tuning seeds (docs/benchmarks.md §27)."""
+
+    min_contrast_hu: float = 20.0
+    min_radius_mm: float = 3.0
+    smoothing: float = 0.2
+    min_smoothing_mm: float = 0.7
+    open_fraction: float = 0.5
+    followup_open_fraction: float = 0.45
+    radius_range: tuple[float, float] = (0.5, 1.6)
+    max_offset_fraction: float = 0.5
+    growth_range: tuple[float, float] = (0.5, 2.2)
+    near_mm: float = 2.0
+    box_factor: float = 4.25
+    clip_hu: tuple[float, float] = (-1000.0, 400.0)
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A thresholded blob: ``centroid_lps_mm`` ``(3,)``, ``radius_mm`` (equivalent sphere), ``cut`` (whether it
+    reaches the edge of the box it was found in: its centroid is then no centre)."""
+
+    centroid_lps_mm: np.ndarray
+    radius_mm: float
+    cut: bool
+
+
+def lesion_centre(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray, radius_mm: float,
+                  point_lps_mm: np.ndarray, linear: np.ndarray, scale: float = 1.0,
+                  config: LesionCentreConfig = LesionCentreConfig()) -> np.ndarray | None:
+    """The centre ``(3,)`` LPS mm of the follow-up blob the result ``point_lps_mm`` lies on (module docstring), or
+    None where it does not apply. ``center_lps_mm``, ``radius_mm``: the baseline lesion; ``linear``: the
+    registration's ``(3, 3)`` linear part, baseline → follow-up; ``scale``: its linear scale."""
+    if radius_mm <= config.min_radius_mm:
+        return None
+    c, p = np.asarray(center_lps_mm, float), np.asarray(point_lps_mm, float)
+    g = float(np.clip(radius_mm / 4.0, 0.5, 1.0))
+    sigma = max(config.min_smoothing_mm, config.smoothing * radius_mm)
+    patch, inside, half = _patch(baseline, c, 2.5 * radius_mm, g, sigma, config.clip_hu)
+    inner, shell = ball_and_shell(patch, g, radius_mm)
+    contrast = inner - shell
+    if abs(contrast) < config.min_contrast_hu:
+        return None
+    sign, threshold = float(np.sign(contrast)), shell + contrast / 2.0
+    own = find_blob(patch, inside, c, g, sign * (patch - threshold) > 0, config.open_fraction * radius_mm, 0.0)
+    lo, hi = config.radius_range
+    if own is None or own.cut or not lo * radius_mm <= own.radius_mm <= hi * radius_mm:
+        return None
+    offset = own.centroid_lps_mm - c
+    if np.linalg.norm(offset) > config.max_offset_fraction * radius_mm:
+        return None
+    open_mm = config.followup_open_fraction * own.radius_mm
+    patch, inside, _ = _patch(followup, p, config.box_factor * own.radius_mm * scale, g, sigma, config.clip_hu)
+    found = find_blob(patch, inside, p, g, sign * (patch - threshold) > 0, open_mm, config.near_mm)
+    if found is not None:
+        # the threshold again from the follow-up's own ball and shell about that blob (a contrast change)
+        around, _, _ = _patch(followup, found.centroid_lps_mm, 2.0 * found.radius_mm + 2 * g, g, sigma, config.clip_hu)
+        inner, shell = ball_and_shell(around, g, found.radius_mm)
+        if sign * (inner - shell) >= 0.5 * abs(contrast):
+            threshold = (inner + shell) / 2.0
+            found = find_blob(patch, inside, p, g, sign * (patch - threshold) > 0, open_mm, config.near_mm)
+    lo, hi = config.growth_range
+    if found is None or found.cut or not lo <= found.radius_mm / (own.radius_mm * scale) <= hi:
+        return None
+    return found.centroid_lps_mm - np.asarray(linear, float) @ offset
+
+
+def _patch(volume: Volume, point_lps_mm: np.ndarray, half_mm: float, g: float, sigma_mm: float,
+           clip_hu: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, int]:
+    """The cubic patch ``(2 half + 1,)*3`` (z, y, x along LPS, spacing ``g`` mm) about a point, clipped and
+    smoothed, its in-scan mask and ``half``."""
+    from scipy.ndimage import gaussian_filter
+
+    half = int(np.ceil(half_mm / g))
+    patch, inside = sample_patch_smooth(volume, np.asarray(point_lps_mm, float), half, g, None)
+    return gaussian_filter(np.clip(patch, *clip_hu), sigma_mm / g), inside, half
+
+
+def ball_and_shell(patch: np.ndarray, g: float, rho_mm: float) -> tuple[float, float]:
+    """``(mean over the ball |x| ≤ 0.7 ρ, median over the shell 1.3 ρ ≤ |x| ≤ 2 ρ)`` HU about the centre node of a
+    cubic patch of spacing ``g`` mm (the median: a shell may cross bone or air on one side)."""
+    half = (np.asarray(patch.shape) - 1) // 2
+    d = np.linalg.norm((np.indices(patch.shape).reshape(3, -1).T - half) * g, axis=1).reshape(patch.shape)
+    ball, shell = patch[d <= 0.7 * rho_mm], patch[(d >= 1.3 * rho_mm) & (d <= 2.0 * rho_mm)]
+    return float(ball.mean()), float(np.median(shell)) if shell.size else float("nan")
+
+
+def find_blob(patch: np.ndarray, inside: np.ndarray, point_lps_mm: np.ndarray, g: float, mask: np.ndarray,
+              open_mm: float, near_mm: float) -> Blob | None:
+    """The connected part of ``mask & inside`` (opened by a ball of ``open_mm``) at the patch's centre node, which
+    lies at ``point_lps_mm``, or the part nearest to it within ``near_mm``; None where there is none."""
+    from scipy import ndimage
+
+    mask = mask & inside
+    if open_mm > g:
+        core = ndimage.distance_transform_edt(mask, sampling=g) > open_mm
+        mask = ndimage.distance_transform_edt(~core, sampling=g) <= open_mm
+    labels, _ = ndimage.label(mask)
+    centre = tuple((np.asarray(mask.shape) - 1) // 2)
+    label = labels[centre]
+    if label == 0:
+        distance, nearest = ndimage.distance_transform_edt(labels == 0, sampling=g, return_indices=True)
+        if distance[centre] > near_mm:
+            return None
+        label = labels[tuple(nearest[(slice(None),) + centre])]
+    part = labels == label
+    cut = any(np.take(part, side, axis=axis).any() for axis in range(3) for side in (0, -1))
+    offset_kji = (np.array(ndimage.center_of_mass(part)) - centre) * g
+    radius = float((3.0 * part.sum() * g**3 / (4.0 * np.pi)) ** (1.0 / 3.0))
+    return Blob(np.asarray(point_lps_mm, float) + offset_kji[::-1], radius, bool(cut))
