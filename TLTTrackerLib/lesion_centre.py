@@ -83,7 +83,7 @@ def lesion_centre(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray,
     if abs(contrast) < config.min_contrast_hu:
         return None
     sign, threshold = float(np.sign(contrast)), shell + contrast / 2.0
-    own = find_blob(patch, inside, c, g, sign * (patch - threshold) > 0, config.open_fraction * radius_mm, 0.0)
+    own = find_blob(sign * (patch - threshold) > 0, inside, c, g, config.open_fraction * radius_mm, 0.0)
     lo, hi = config.radius_range
     if own is None or own.cut or not lo * radius_mm <= own.radius_mm <= hi * radius_mm:
         return None
@@ -92,14 +92,14 @@ def lesion_centre(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray,
         return None
     open_mm = config.followup_open_fraction * own.radius_mm
     patch, inside, _ = _patch(followup, p, config.box_factor * own.radius_mm * scale, g, sigma, config.clip_hu)
-    found = find_blob(patch, inside, p, g, sign * (patch - threshold) > 0, open_mm, config.near_mm)
+    found = find_blob(sign * (patch - threshold) > 0, inside, p, g, open_mm, config.near_mm)
     if found is not None:
         # the threshold again from the follow-up's own ball and shell about that blob (a contrast change)
         around, _, _ = _patch(followup, found.centroid_lps_mm, 2.0 * found.radius_mm + 2 * g, g, sigma, config.clip_hu)
         inner, shell = ball_and_shell(around, g, found.radius_mm)
         if sign * (inner - shell) >= 0.5 * abs(contrast):
             threshold = (inner + shell) / 2.0
-            found = find_blob(patch, inside, p, g, sign * (patch - threshold) > 0, open_mm, config.near_mm)
+            found = find_blob(sign * (patch - threshold) > 0, inside, p, g, open_mm, config.near_mm)
     lo, hi = config.growth_range
     if found is None or found.cut or not lo <= found.radius_mm / (own.radius_mm * scale) <= hi:
         return None
@@ -126,10 +126,11 @@ def ball_and_shell(patch: np.ndarray, g: float, rho_mm: float) -> tuple[float, f
     return float(ball.mean()), float(np.median(shell)) if shell.size else float("nan")
 
 
-def find_blob(patch: np.ndarray, inside: np.ndarray, point_lps_mm: np.ndarray, g: float, mask: np.ndarray,
-              open_mm: float, near_mm: float) -> Blob | None:
-    """The connected part of ``mask & inside`` (opened by a ball of ``open_mm``) at the patch's centre node, which
-    lies at ``point_lps_mm``, or the part nearest to it within ``near_mm``; None where there is none."""
+def find_blob(mask: np.ndarray, inside: np.ndarray, point_lps_mm: np.ndarray, g: float, open_mm: float,
+              near_mm: float) -> Blob | None:
+    """The connected part of ``mask & inside`` (cubic patches of spacing ``g`` mm, z y x along LPS; opened by a
+    ball of ``open_mm``) at the centre node, which lies at ``point_lps_mm``, or the part nearest to it within
+    ``near_mm``; None where there is none."""
     from scipy import ndimage
 
     mask = mask & inside

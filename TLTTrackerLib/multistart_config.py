@@ -78,10 +78,10 @@ class MultiStartConfig:
     back: a report lesion whose two field results agreed 1.1 mm off, tracking back 22 mm off, went to the affine
     start 31.7 mm off (docs/benchmarks.md §26).
     ``lesion_centre``: a visible lesion larger than a nodule whose final point lies on a blob of its contrast moves
-    to that blob's centre (:mod:`.lesion_centre`; None: off). ``large-motion`` and ``extreme`` tuning seeds 0–9
-    (LIDC and painted cases, the current code's points as input, 171 lesions of r > 3 mm): 104 moved, 89 closer,
-    8 further (at most 0.65 mm), the sum of errors 432 → 252 mm, 3 misses rescued, none lost; 85 ``abdomen``
-    targets (organ interiors, blobs, the HCC) not moved (docs/benchmarks.md §27)."""
+    to that blob's centre (:mod:`.lesion_centre`; None: off). ``large-motion`` tuning seeds 0–7 and ``extreme``
+    0–6 (LIDC and painted cases, the points of ``auto`` without it as input, 182 lesions of r > 3 mm): 112 moved,
+    95 closer, 9 further (by at most 0.65 mm), the sum of errors 452 → 258 mm, 3 misses rescued, none lost; 93
+    ``abdomen`` targets (organ interiors, blobs, the HCC) not moved (docs/benchmarks.md §27)."""
 
     coarse: CoarseConfig | None = CoarseConfig()
     min_jump_mm: float = 8.0

@@ -86,13 +86,13 @@ def test_find_blob_takes_the_nearest_part_within_reach_and_reports_a_cut():
     mask = np.zeros((21, 21, 21), bool)
     mask[10:15, 13:18, 8:13] = True  # a box 3 voxels from the centre node along y
     inside = np.ones_like(mask)
-    assert find_blob(mask.astype(float), inside, np.zeros(3), 1.0, mask, 0.0, 2.0) is None
-    blob = find_blob(mask.astype(float), inside, np.zeros(3), 1.0, mask, 0.0, 3.5)
+    assert find_blob(mask, inside, np.zeros(3), 1.0, 0.0, 2.0) is None
+    blob = find_blob(mask, inside, np.zeros(3), 1.0, 0.0, 3.5)
     assert blob is not None and not blob.cut
     assert np.allclose(blob.centroid_lps_mm, [0.0, 5.0, 2.0])  # x, y, z: the box's centre
     wide = np.zeros_like(mask)
     wide[5:16, 5:16, 0:16] = True
-    assert find_blob(wide.astype(float), inside, np.zeros(3), 1.0, wide, 0.0, 0.0).cut
+    assert find_blob(wide, inside, np.zeros(3), 1.0, 0.0, 0.0).cut
 
 
 def test_the_config_turns_it_off_for_larger_minimum_radii():
