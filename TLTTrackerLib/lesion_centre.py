@@ -4,8 +4,8 @@ The region registration (:mod:`.refine`) places a lesion by the motion of the ti
 of 25–60 HU contrast is a faint part of the ±40 mm region it matches (demons follows the region's strong edges: air,
 fat, bone), and a lesion larger than the finest level's ±12 mm region has no edge inside it. Under large motion,
 where the lesion grows or shrinks, such results land 3–10 mm from the centre while still on the lesion: the largest
-part of ``large-motion``'s and ``extreme``'s mean error on the tuning seeds (docs/benchmarks.md §27). The lesion
-itself gives its centre, as a radiologist would take it: the middle of what is seen.
+part of ``large-motion``'s and ``extreme``'s mean error (docs/benchmarks.md §27). The lesion itself gives its centre,
+as a radiologist would take it: the middle of what is seen.
 
 Both images are sampled along the LPS axes around the point at ``g = clip(r / 4, 0.5, 1)`` mm, clipped to ``clip_hu``
 and Gaussian-smoothed (σ = ``max(min_smoothing_mm, smoothing · r)``):
@@ -19,12 +19,17 @@ and Gaussian-smoothed (σ = ``max(min_smoothing_mm, smoothing · r)``):
     follow-up  the same at the result ``p`` (threshold: the baseline's, then once more from the follow-up's own
                ball and shell around the blob found), opened by ``followup_open_fraction · r_b``; the blob is the
                part at ``p`` or within ``near_mm`` of it, kept when it does not reach the edge of its box
-               (``box_factor · r_b``) and its equivalent radius over ``r_b · scale`` lies in ``growth_range``
+               (±``box_factor · r_b · scale``) and its equivalent radius over ``r_b · scale`` lies in ``growth_range``
     the point  centroid − A o (A the registration's linear part: the baseline's own offset of the centre from the
                blob's centroid carried over; zero for a round lesion)
 
 A point off every blob, a lesion that is no compact blob in its baseline (a nodule on vessels, an organ's interior),
 or a follow-up blob that runs into neighbouring tissue of its intensity is left where it is.
+
+Tuning (``large-motion`` seeds 0–7, ``extreme`` 0–6; 182 lesions of r > 3 mm, the points of ``auto`` without this
+step as input): 112 moved, 95 closer and 9 further (by at most 0.65 mm), the sum of errors 452 → 258 mm, three
+misses rescued, none lost; a smoothing of 0.7 mm or a follow-up opening of 0.3 r_b moved points up to 3.6 and 14 mm
+further off (docs/benchmarks.md §27).
 """
 
 from __future__ import annotations
