@@ -24,7 +24,10 @@ and Gaussian-smoothed (σ = ``max(min_smoothing_mm, smoothing · r)``):
                blob's centroid carried over; zero for a round lesion)
 
 A point off every blob, a lesion that is no compact blob in its baseline (a nodule on vessels, an organ's interior),
-or a follow-up blob that runs into neighbouring tissue of its intensity is left where it is.
+or a follow-up blob that runs into neighbouring tissue of its intensity is left where it is; so is every point of a
+pair with a scan coarser than ``max_resolution_mm`` along an axis (5–8 mm slices: a blob cut into a few slices has
+no centre along them; the lesion template's snap locks that axis for the same reason, :mod:`.lesion_template`; a
+report `thick-slice` pair's painted lesion moved 0.8 → 13.4 mm before this rule, docs/benchmarks.md §27).
 
 Tuning (``large-motion`` seeds 0–7, ``extreme`` 0–6; 182 lesions of r > 3 mm, the points of ``auto`` without this
 step as input): 112 moved, 95 closer and 9 further (by at most 0.65 mm), the sum of errors 452 → 258 mm, three
@@ -39,7 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import Volume
-from .matching import sample_patch_smooth
+from .lesion_template import LOCK_ABOVE_MM
+from .matching import axis_resolution_mm, sample_patch_smooth
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class LesionCentreConfig:
     growth_range: tuple[float, float] = (0.5, 2.2)
     near_mm: float = 2.0
     box_factor: float = 4.25
+    max_resolution_mm: float = LOCK_ABOVE_MM
     clip_hu: tuple[float, float] = (-1000.0, 400.0)
 
 
@@ -77,7 +82,8 @@ def lesion_centre(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray,
     """The centre ``(3,)`` LPS mm of the follow-up blob the result ``point_lps_mm`` lies on (module docstring), or
     None where it does not apply. ``center_lps_mm``, ``radius_mm``: the baseline lesion; ``linear``: the
     registration's ``(3, 3)`` linear part, baseline → follow-up; ``scale``: its linear scale."""
-    if radius_mm <= config.min_radius_mm:
+    coarsest = max(float(np.max(axis_resolution_mm(baseline))), float(np.max(axis_resolution_mm(followup))))
+    if radius_mm <= config.min_radius_mm or coarsest > config.max_resolution_mm:
         return None
     c, p = np.asarray(center_lps_mm, float), np.asarray(point_lps_mm, float)
     g = float(np.clip(radius_mm / 4.0, 0.5, 1.0))

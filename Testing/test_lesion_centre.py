@@ -100,3 +100,12 @@ def test_the_config_turns_it_off_for_larger_minimum_radii():
     followup = _organ([(MOVED, (8.0, 8.0, 8.0), -40.0)], seed=1)
     assert lesion_centre(baseline, followup, C, 8.0, MOVED + [3.0, 0, 0], EYE,
                          config=LesionCentreConfig(min_radius_mm=10.0)) is None
+
+
+def test_a_pair_with_thick_slices_is_left_alone():
+    """A follow-up of 5 mm slices: the blob's centroid along z is no centre; the same pair on 1.5 mm moves."""
+    baseline = _organ([(C, (8.0, 8.0, 8.0), -40.0)])
+    followup = _organ([(MOVED, (8.0, 8.0, 8.0), -40.0)], seed=1)
+    thick = Volume(followup.array[::3], followup.origin_lps_mm, np.array([SPACING, SPACING, 3 * SPACING]))
+    assert lesion_centre(baseline, followup, C, 8.0, MOVED + [3.0, 0, 0], EYE) is not None
+    assert lesion_centre(baseline, thick, C, 8.0, MOVED + [3.0, 0, 0], EYE) is None
