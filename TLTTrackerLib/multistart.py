@@ -78,7 +78,8 @@ class PointResult:
     result's check miss), ``first_miss_mm`` (the first start's, unless it fell back), ``agreement_mm`` (the
     agreement term's distance, when it applies), ``field_gap_mm`` (result to D(c)), ``field_shift_mm``
     (|D(c) - T(c)|: the motion the pair field took up beyond the affine), ``edge_mm``, ``chosen_start`` and
-    ``chosen_kind`` (its index and kind)."""
+    ``chosen_kind`` (its index and kind), ``visible_snap_mm`` and ``centre_move_mm`` (the moves of the last two
+    steps, where they ran)."""
 
     center_lps_mm: np.ndarray
     confidence: float
