@@ -43,7 +43,7 @@ import numpy as np
 
 from .geometry import Volume
 from .lesion_template import LOCK_ABOVE_MM
-from .matching import axis_resolution_mm, sample_patch_smooth
+from .matching import axis_resolution_mm, patch_offsets_mm, sample_patch_smooth
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def lesion_centre(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray,
     c, p = np.asarray(center_lps_mm, float), np.asarray(point_lps_mm, float)
     g = float(np.clip(radius_mm / 4.0, 0.5, 1.0))
     sigma = max(config.min_smoothing_mm, config.smoothing * radius_mm)
-    patch, inside, half = _patch(baseline, c, 2.5 * radius_mm, g, sigma, config.clip_hu)
+    patch, inside = _patch(baseline, c, 2.5 * radius_mm, g, sigma, config.clip_hu)
     inner, shell = ball_and_shell(patch, g, radius_mm)
     contrast = inner - shell
     if abs(contrast) < config.min_contrast_hu:
@@ -102,11 +102,11 @@ def lesion_centre(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray,
     if np.linalg.norm(offset) > config.max_offset_fraction * radius_mm:
         return None
     open_mm = config.followup_open_fraction * own.radius_mm
-    patch, inside, _ = _patch(followup, p, config.box_factor * own.radius_mm * scale, g, sigma, config.clip_hu)
+    patch, inside = _patch(followup, p, config.box_factor * own.radius_mm * scale, g, sigma, config.clip_hu)
     found = find_blob(sign * (patch - threshold) > 0, inside, p, g, open_mm, config.near_mm)
     if found is not None:
         # the threshold again from the follow-up's own ball and shell about that blob (a contrast change)
-        around, _, _ = _patch(followup, found.centroid_lps_mm, 2.0 * found.radius_mm + 2 * g, g, sigma, config.clip_hu)
+        around, _ = _patch(followup, found.centroid_lps_mm, 2.0 * found.radius_mm + 2 * g, g, sigma, config.clip_hu)
         inner, shell = ball_and_shell(around, g, found.radius_mm)
         if sign * (inner - shell) >= 0.5 * abs(contrast):
             threshold = (inner + shell) / 2.0
@@ -118,21 +118,20 @@ def lesion_centre(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray,
 
 
 def _patch(volume: Volume, point_lps_mm: np.ndarray, half_mm: float, g: float, sigma_mm: float,
-           clip_hu: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, int]:
-    """The cubic patch ``(2 half + 1,)*3`` (z, y, x along LPS, spacing ``g`` mm) about a point, clipped and
-    smoothed, its in-scan mask and ``half``."""
+           clip_hu: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The cubic patch (z, y, x along LPS, spacing ``g`` mm, ``half_mm`` each side) about a point, clipped and
+    smoothed, and its in-scan mask."""
     from scipy.ndimage import gaussian_filter
 
     half = int(np.ceil(half_mm / g))
     patch, inside = sample_patch_smooth(volume, np.asarray(point_lps_mm, float), half, g, None)
-    return gaussian_filter(np.clip(patch, *clip_hu), sigma_mm / g), inside, half
+    return gaussian_filter(np.clip(patch, *clip_hu), sigma_mm / g), inside
 
 
 def ball_and_shell(patch: np.ndarray, g: float, rho_mm: float) -> tuple[float, float]:
     """``(mean over the ball |x| ≤ 0.7 ρ, median over the shell 1.3 ρ ≤ |x| ≤ 2 ρ)`` HU about the centre node of a
     cubic patch of spacing ``g`` mm (the median: a shell may cross bone or air on one side)."""
-    half = (np.asarray(patch.shape) - 1) // 2
-    d = np.linalg.norm((np.indices(patch.shape).reshape(3, -1).T - half) * g, axis=1).reshape(patch.shape)
+    d = np.linalg.norm(patch_offsets_mm(tuple((n - 1) // 2 for n in patch.shape), g), axis=-1)
     ball, shell = patch[d <= 0.7 * rho_mm], patch[(d >= 1.3 * rho_mm) & (d <= 2.0 * rho_mm)]
     return float(ball.mean()), float(np.median(shell)) if shell.size else float("nan")
 

@@ -43,7 +43,7 @@ def test_a_point_on_the_grown_lesion_moves_to_its_centre():
 
 
 def test_the_baseline_offset_of_the_clicked_centre_is_carried_over():
-    """The click lies 1.5 mm from the blob's centroid (within a quarter radius): the follow-up point keeps that
+    """The click lies 1.5 mm from the blob's centroid (within half a radius): the follow-up point keeps that
     offset, turned by the registration's linear part (here a 90° turn about z)."""
     turn = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     baseline = _organ([(C, (8.0, 8.0, 8.0), 45.0)])
@@ -55,7 +55,7 @@ def test_the_baseline_offset_of_the_clicked_centre_is_carried_over():
 
 @pytest.mark.parametrize("case", ["faint", "small", "off the lesion", "slab in the baseline", "slab in the follow-up"])
 def test_it_does_not_apply(case):
-    """A faint lesion (10 HU), a nodule-sized one (r 3 mm: the template snap's), a point 8 mm off a lesion of r 6 mm,
+    """A faint lesion (10 HU), a nodule-sized one (r 3 mm: the template snap's), a point 14 mm off a lesion of r 6 mm,
     a lesion that joins a slab of its own intensity in the baseline, or in the follow-up: no move."""
     lesion, radius, point = (C, (8.0, 8.0, 8.0), -40.0), 8.0, MOVED + [3.0, 0.0, 0.0]
     baseline_slab = followup_slab = None
