@@ -36,7 +36,8 @@
              (:func:`~.visible_lesion.visible_snap`); the moved point is tracked back like a result, and its
              miss and agreement give its confidence, or the replaced result's where that is higher
     a visible lesion larger than that whose point lies on a blob of its contrast in the follow-up moves to that blob's
-             centre (:func:`~.lesion_centre.lesion_centre`; the confidence stays)
+             centre, in the slice plane only where a scan has slices thicker than 3 mm
+             (:func:`~.lesion_centre.lesion_centre`; the confidence stays)
 
 Demons' own similarity after registration cannot pick the start: a deformable field matches wrong tissue well
 too. The back-tracking miss can, because a wrong match started from a point far from ``c`` comes back far from

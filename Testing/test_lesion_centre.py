@@ -74,6 +74,19 @@ def test_it_does_not_apply(case):
     assert lesion_centre(baseline, followup, C, radius, point, EYE) is None
 
 
+def test_a_blob_that_does_not_stand_out_from_its_surroundings_stays():
+    """The follow-up lesion sits in a halo of tissue nearly as dark (−30 HU from r 11 to 22 mm, past a 3 mm rim):
+    its blob keeps a quarter of the baseline's contrast against its shell, under ``min_contrast_kept``; no move.
+    The same pair with the rule off moves the point."""
+    baseline = _organ([(C, (8.0, 8.0, 8.0), -40.0)])
+    followup = _organ([(MOVED, (22.0, 22.0, 22.0), -30.0), (MOVED, (11.0, 11.0, 11.0), 30.0),
+                       (MOVED, (8.0, 8.0, 8.0), -40.0)], seed=1)
+    point = MOVED + [3.0, 0.0, 0.0]
+    assert lesion_centre(baseline, followup, C, 8.0, point, EYE) is None
+    off = lesion_centre(baseline, followup, C, 8.0, point, EYE, config=LesionCentreConfig(min_contrast_kept=0.0))
+    assert off is not None and np.linalg.norm(off - MOVED) < 1.0
+
+
 def test_ball_and_shell_measure_a_ball_against_its_surroundings():
     patch = np.zeros((41, 41, 41))
     z, y, x = np.indices(patch.shape) - 20
@@ -102,10 +115,14 @@ def test_the_config_turns_it_off_for_larger_minimum_radii():
                          config=LesionCentreConfig(min_radius_mm=10.0)) is None
 
 
-def test_a_pair_with_thick_slices_is_left_alone():
-    """A follow-up of 5 mm slices: the blob's centroid along z is no centre; the same pair on 1.5 mm moves."""
+def test_a_pair_with_thick_slices_keeps_the_point_along_them():
+    """A follow-up of 4.5 mm slices: the blob's centroid along z is no centre, so the point moves in the slice plane
+    only; the same pair on 1.5 mm moves along z too."""
     baseline = _organ([(C, (8.0, 8.0, 8.0), -40.0)])
     followup = _organ([(MOVED, (8.0, 8.0, 8.0), -40.0)], seed=1)
     thick = Volume(followup.array[::3], followup.origin_lps_mm, np.array([SPACING, SPACING, 3 * SPACING]))
-    assert lesion_centre(baseline, followup, C, 8.0, MOVED + [3.0, 0, 0], EYE) is not None
-    assert lesion_centre(baseline, thick, C, 8.0, MOVED + [3.0, 0, 0], EYE) is None
+    point = MOVED + [3.0, -2.0, 2.0]
+    fine = lesion_centre(baseline, followup, C, 8.0, point, EYE)
+    assert fine is not None and np.linalg.norm(fine - MOVED) < 1.0
+    coarse = lesion_centre(baseline, thick, C, 8.0, point, EYE)
+    assert coarse is not None and coarse[2] == point[2] and np.linalg.norm(coarse[:2] - MOVED[:2]) < 1.0
