@@ -58,7 +58,8 @@ from .matching import axis_resolution_mm, patch_offsets_mm, sample_patch_smooth
 @dataclass(frozen=True)
 class LesionCentreConfig:
     """The settings of :func:`lesion_centre` (module docstring; fractions are of the lesion's radius r unless
-    named); chosen on the ``large-motion`` and ``extreme`` tuning seeds (docs/benchmarks.md §27)."""
+    named); chosen on the ``large-motion`` and ``extreme`` tuning seeds (docs/benchmarks.md §27), the contrast veto
+    ``min_contrast_kept`` and the axis lock ``lock_above_mm`` checked on them and on ``thick-slice``'s (§28)."""
 
     min_contrast_hu: float = 20.0
     min_contrast_kept: float = 0.5
