@@ -39,6 +39,9 @@
              centre, in the slice plane only where a scan has slices thicker than 3 mm
              (:func:`~.lesion_centre.lesion_centre`; the confidence stays)
 
+The steps after the choice of start (the snaps, the centring, the flags and the confidence) are
+:func:`~.last_steps.finish_point`.
+
 Demons' own similarity after registration cannot pick the start: a deformable field matches wrong tissue well
 too. The back-tracking miss can, because a wrong match started from a point far from ``c`` comes back far from
 ``c``. The confidence of the kept result is :func:`~.confidence.combined_confidence` (when the first start's
@@ -56,19 +59,17 @@ from typing import Any, Callable
 import numpy as np
 
 from .coarse_search import CoarseMatch, coarse_search
-from .confidence import BACKTRACK_MIN_MM, LESION_MATCH_MAX_RADIUS_MM, combined_confidence, nearest_edge_mm
 from .deformable import PairField
 from .featureless import refine_for_surroundings
 from .field_starts import field_prior, snapped_field_starts
 from .geometry import Volume
-from .lesion_centre import lesion_centre
-from .lesion_template import lesion_match, snap_to_lesion
+from .last_steps import finish_point, snaps_to_template
+from .lesion_template import lesion_match
 from .matching import axis_resolution_mm
 from .multistart_config import MultiStartConfig, backtrack_config
 from .refine import refine_center
 from .selection import selection_score
-from .transforms import AffineTransform, linear_scale
-from .visible_lesion import visible_snap
+from .transforms import AffineTransform
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,7 +158,7 @@ def track_point(
                           start_lps_mm=starts[n], keep_maps=keep_maps, prior=prior)
         miss = back_miss(r.center_lps_mm) if backtrack and not r.fell_back else float("nan")
         records.append({"start": n, "result": r, "miss_mm": miss})
-        if config.accept_min_ncc > 0 and _snaps(radius_mm, config) and miss < config.accept_miss_mm:
+        if config.accept_min_ncc > 0 and snaps_to_template(radius_mm, config) and miss < config.accept_miss_mm:
             records[-1]["lesion_ncc"] = lesion_match(baseline, followup, c, r.center_lps_mm, radius_mm, linear_inv,
                                                      res)
         n += 1
@@ -180,7 +181,7 @@ def track_point(
             if far and min(np.linalg.norm(far[0] - q) for q in done) >= config.min_jump_mm:
                 starts.append(far[0])
                 kinds.append("coarse")
-    if (config.field_snap_start and pair_field is not None and backtrack and _snaps(radius_mm, config)
+    if (config.field_snap_start and pair_field is not None and backtrack and snaps_to_template(radius_mm, config)
             and not _tracks_back(records, config)):
         field_record = next((x for x in records
                              if kinds[x["start"]] in ("field_shape", "field") and not x["result"].fell_back), None)
@@ -203,85 +204,16 @@ def track_point(
     else:
         best = min(records, key=lambda x: (np.inf if not np.isfinite(x["miss_mm"]) else x["miss_mm"], x["start"]))
     r = best["result"]
-    miss = best.get("check_miss_mm", best["miss_mm"])  # the selection score's (with a second check: their mean)
-    center = np.asarray(r.center_lps_mm, float)
-    lesion_ncc = None
-    small = not r.fell_back and radius_mm <= LESION_MATCH_MAX_RADIUS_MM
-    snap = not r.fell_back and _snaps(radius_mm, config)
-    at_result = best.get("lesion_ncc")  # the template's NCC at the result (selection_score may have measured it)
-    if (snap or small and backtrack) and at_result is None:
-        at_result = lesion_match(baseline, followup, c, center, radius_mm, linear_inv, res)
-    if snap:
-        snapped, peak = snap_to_lesion(baseline, followup, c, center, radius_mm, linear_inv, res,
-                                       search_mm=config.snap_mm)
-        # a weak peak is not the lesion, and a near one that matches hardly better is the template's noise
-        # about a point already on it
-        snap = peak >= config.snap_min_ncc and (float(np.linalg.norm(snapped - center)) >= config.snap_min_move_mm
-                                                or peak - at_result >= config.snap_min_gain)
-        if snap:
-            center, lesion_ncc = snapped, peak
-    if not snap and small and backtrack:
-        lesion_ncc = at_result
-    scale = max(radius_mm, BACKTRACK_MIN_MM)
-
-    def assess(point: np.ndarray, miss_mm: float, ncc: float | None, agree: float | None):
-        """``(flags, confidence, edge_mm)`` of a kept point, its back-tracking miss and its other terms."""
-        edge_mm = nearest_edge_mm(followup, affine_c, point)
-        out = ["low_similarity"] if r.fell_back else []
-        if backtrack and np.isfinite(miss_mm) and miss_mm > scale:
-            out.append("backtrack_mismatch")
-        if edge_mm < config.edge_margin_mm:
-            out.append("outside_followup")
-        conf = combined_confidence(
-            similarity=r.confidence, miss_mm=miss_mm if backtrack else None, radius_mm=radius_mm,
-            coarse_gap=coarse.gap if coarse is not None else None, edge_mm=edge_mm,
-            edge_margin_mm=config.edge_margin_mm, fell_back=r.fell_back, mismatch="backtrack_mismatch" in out,
-            lesion_ncc=ncc if backtrack else None, agreement_mm=agree)
-        return out, conf, edge_mm
-
-    agreement = _agreement_mm(r.center_lps_mm, records, exclude=best)
-    flags, confidence, edge = assess(center, miss, lesion_ncc, agreement)
-    moved = None
-    if config.visible_snap is not None and backtrack and "outside_followup" not in flags:
-        moved = visible_snap(baseline, followup, c, radius_mm, center, confidence,
-                             linear_scale(baseline_to_followup.matrix), edge, config.visible_snap)
-    if moved is not None:
-        # the look-alike is kept and judged like any result (its own back-tracking miss and agreement), but its
-        # confidence is not below the result's it replaces: the check starts where the pair field puts the point,
-        # and the field is what misled that result (no move on the tuning, report or held-out seeds turned a hit
-        # into a miss; most moved points' checks gave below 0.2, docs/benchmarks.md §26)
-        snap_from, center, miss, before = center, moved, back_miss(moved), confidence
-        lesion_ncc = (lesion_match(baseline, followup, c, center, radius_mm, linear_inv, res)
-                      if radius_mm <= LESION_MATCH_MAX_RADIUS_MM else None)
-        agreement = _agreement_mm(center, records) if len(records) > 1 else None
-        flags, confidence, edge = assess(center, miss, lesion_ncc, agreement)
-        confidence = max(confidence, before)
-    centred = None
-    if config.lesion_centre is not None and "outside_followup" not in flags:
-        centred = lesion_centre(baseline, followup, c, radius_mm, center, baseline_to_followup.matrix,
-                                linear_scale(baseline_to_followup.matrix), config.lesion_centre)
-    centre_move = None if centred is None else float(np.linalg.norm(centred - center))
-    center = center if centred is None else centred
-    info: dict[str, Any] = {"records": records, "coarse": coarse, "edge_mm": edge, "chosen_start": best["start"],
+    center, confidence, flags, last = finish_point(baseline, followup, c, radius_mm, baseline_to_followup, best,
+                                                   records, back_miss, res, coarse, config, backtrack)
+    info: dict[str, Any] = {"records": records, "coarse": coarse, "chosen_start": best["start"],
                             "starts_lps_mm": np.array(starts), "start_kinds": tuple(kinds),
-                            "chosen_kind": kinds[best["start"]]}
+                            "chosen_kind": kinds[best["start"]], **last}
     if np.isfinite(records[0]["miss_mm"]):
         info["first_miss_mm"] = records[0]["miss_mm"]
-    if agreement is not None:
-        info["agreement_mm"] = agreement
-    if backtrack and np.isfinite(miss):
-        info["backtrack_error_mm"] = miss
-    if lesion_ncc is not None:
-        info["lesion_ncc"] = lesion_ncc
     if pair_field is not None:
         info["field_gap_mm"] = float(np.linalg.norm(center - field_c))
         info["field_shift_mm"] = float(np.linalg.norm(field_c - affine_c))
-    if snap:
-        info["snap_mm"] = float(np.linalg.norm(center - r.center_lps_mm))
-    if moved is not None:
-        info["visible_snap_mm"] = float(np.linalg.norm(moved - snap_from))
-    if centre_move is not None:
-        info["centre_move_mm"] = centre_move
     if keep_maps and r.info.get("maps"):
         info["maps"] = r.info["maps"]
     return PointResult(center, confidence, tuple(flags), r.level_similarity, info)
@@ -292,21 +224,6 @@ def _tracks_back(records: list[dict[str, Any]], config: MultiStartConfig) -> boo
     result, whose template NCC the loop measured, only where that reaches ``accept_min_ncc``."""
     return any(np.isfinite(x["miss_mm"]) and x["miss_mm"] < config.accept_miss_mm
                and x.get("lesion_ncc", 1.0) >= config.accept_min_ncc for x in records)
-
-
-def _agreement_mm(point: np.ndarray, records: list[dict[str, Any]],
-                  exclude: dict[str, Any] | None = None) -> float | None:
-    """Distance (mm) from a kept point ``(3,)`` LPS mm to the nearest refined result but ``exclude`` (its own record)
-    (:mod:`.confidence`'s agreement term); None when the first start's result ended the search or no other start
-    was refined."""
-    others = [np.linalg.norm(x["result"].center_lps_mm - point) for x in records
-              if x is not exclude and not x.get("snapped") and not x["result"].fell_back]
-    return float(min(others)) if others else None
-
-
-def _snaps(radius_mm: float, config: MultiStartConfig) -> bool:
-    """Whether a lesion of this radius ends at its own template's best match (``snap_mm``)."""
-    return config.snap_mm > 0 and radius_mm <= min(config.snap_max_radius_mm, LESION_MATCH_MAX_RADIUS_MM)
 
 
 def _add_distinct(points_lps_mm: Any, known: list[np.ndarray], out: list[np.ndarray]) -> int:

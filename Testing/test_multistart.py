@@ -311,24 +311,6 @@ def test_a_first_result_off_the_nodule_does_not_end_the_search(shifted):
     assert len(plain.info["records"]) == 1 and np.linalg.norm(plain.center_lps_mm - target) > 7.0
 
 
-def test_agreement_is_the_distance_to_the_nearest_other_refined_result():
-    from TLTTrackerLib.multistart import _agreement_mm
-    from TLTTrackerLib.refine import RefineResult
-
-    def record(x_mm: float, **extra) -> dict:
-        return {"result": RefineResult(np.array([x_mm, 0.0, 0.0]), (0.9,), 0.9), "miss_mm": 3.0, **extra}
-
-    kept = record(0.0)
-    at = kept["result"].center_lps_mm
-    assert _agreement_mm(at, [kept], exclude=kept) is None  # the first start ended the search
-    assert _agreement_mm(at, [record(9.0), kept, record(2.5)], exclude=kept) == pytest.approx(2.5)
-    # a snapped result reuses the field start's refinement: it is no second opinion
-    assert _agreement_mm(at, [kept, record(1.0, snapped=True), record(6.0)], exclude=kept) == pytest.approx(6.0)
-    assert _agreement_mm(at, [kept, record(1.0, snapped=True)], exclude=kept) is None
-    # a point moved off every result (the visible snap): every refined result counts, its own old one too
-    assert _agreement_mm(np.array([4.0, 0.0, 0.0]), [kept, record(9.0)]) == pytest.approx(4.0)
-
-
 def test_a_doubtful_visible_lesion_moves_onto_its_look_alike():
     """The lesion moved 13 mm within a homogeneous organ while the texture around the organ moved with the affine:
     the region registration follows the texture; the visible snap (forced on by a threshold above any confidence)
