@@ -94,7 +94,7 @@ def finish_point(
         confidence = max(confidence, before)
     if config.lesion_centre is not None and "outside_followup" not in flags:
         centred = lesion_centre(baseline, followup, c, radius_mm, center, baseline_to_followup.matrix,
-                                linear_scale(baseline_to_followup.matrix), config.lesion_centre)
+                                config.lesion_centre)
         if centred is not None:
             info["centre_move_mm"] = float(np.linalg.norm(centred - center))
             center = centred

@@ -53,6 +53,7 @@ import numpy as np
 from .geometry import Volume
 from .lesion_template import LOCK_ABOVE_MM
 from .matching import axis_resolution_mm, patch_offsets_mm, sample_patch_smooth
+from .transforms import linear_scale
 
 
 @dataclass(frozen=True)
@@ -88,15 +89,17 @@ class Blob:
 
 
 def lesion_centre(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray, radius_mm: float,
-                  point_lps_mm: np.ndarray, linear: np.ndarray, scale: float = 1.0,
+                  point_lps_mm: np.ndarray, linear: np.ndarray,
                   config: LesionCentreConfig = LesionCentreConfig()) -> np.ndarray | None:
     """The centre ``(3,)`` LPS mm of the follow-up blob the result ``point_lps_mm`` lies on (module docstring), or
     None where it does not apply. ``center_lps_mm``, ``radius_mm``: the baseline lesion; ``linear``: the
-    registration's ``(3, 3)`` linear part, baseline → follow-up; ``scale``: its linear scale."""
+    registration's ``(3, 3)`` linear part, baseline → follow-up (``scale`` above: its linear scale,
+    :func:`~.transforms.linear_scale`)."""
     locked = np.maximum(axis_resolution_mm(baseline), axis_resolution_mm(followup)) > config.lock_above_mm  # x y z
     if radius_mm <= config.min_radius_mm or locked.all():
         return None
     c, p = np.asarray(center_lps_mm, float), np.asarray(point_lps_mm, float)
+    scale = linear_scale(linear)
     g = float(np.clip(radius_mm / 4.0, 0.5, 1.0))
     sigma = max(config.min_smoothing_mm, config.smoothing * radius_mm)
     patch, inside = _patch(baseline, c, 2.5 * radius_mm, g, sigma, config.clip_hu)
