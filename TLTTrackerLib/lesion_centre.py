@@ -20,7 +20,9 @@ and Gaussian-smoothed (σ = ``max(min_smoothing_mm, smoothing · r)``):
                ball and shell around the blob found, whose contrast must reach ``min_contrast_kept`` · |C|),
                opened by ``followup_open_fraction · r_b``; the blob is the part at ``p`` or within ``near_mm`` of
                it, kept when it does not reach the edge of its box
-               (±``box_factor · r_b · scale``) and its equivalent radius over ``r_b · scale`` lies in ``growth_range``
+               (±``box_factor · r_b · scale``) and its equivalent radius over ``r_b · scale`` lies in ``growth_range``;
+               where that opening leaves no blob there, the smaller ``retry_open_fractions · r_b`` in turn, within
+               ``retry_near_mm``, the blob then kept only if it has not grown (≤ ``retry_max_growth``)
     the point  centroid − A o (A the registration's linear part: the baseline's own offset of the centre from the
                blob's centroid carried over; zero for a round lesion)
 
@@ -30,11 +32,17 @@ surroundings is left where it is. That last is a shrunken lesion merged with a p
 whose centroid lies between them: a report ``extreme`` lesion went 1.3 → 6.9 mm at confidence 0.77 without the
 rule, its blob at 0.39 of the contrast; the 107 moves on the tuning seeds kept ≥ 0.59 (docs/benchmarks.md §28).
 
+The retries are for a lesion that shrank or faded: thresholded at the baseline's level its blob is smaller than the
+first opening, which erases it, and the result, placed by the tissue around, often lies just beside it. A blob that
+grew would have survived the first opening, so a retried one that is larger is tissue joined to it by a bridge the
+smaller opening no longer cuts (§27: a first opening of 0.3 r_b moved points up to 14 mm further off).
+
 Along an axis where either scan is coarser than ``lock_above_mm`` (5–8 mm slices: a blob cut into a few slices has
-no centre along them) the point keeps its coordinate, as in the lesion template's snap (:mod:`.lesion_template`). A
-report ``thick-slice`` painted lesion moved 0.8 → 13.4 mm when that axis moved too (§27), which then left such
+no centre along them) the point keeps its coordinate, as the lesion template's snap does (:mod:`.lesion_template`).
+A report ``thick-slice`` painted lesion moved 0.8 → 13.4 mm when that axis moved too (§27), which then left such
 pairs alone: every 5 mm follow-up of the chest scenarios, whose pairs draw the follow-up's slices from 1, 1.25, 2.5
-and 5 mm.
+and 5 mm. The lock lies between those and the 2.7–3.4 mm voxels of the TotalSegmentator case's follow-ups (a 3 mm
+scan resampled), which are centred along every axis (§29; a lock at 3 mm left their in-plane axes).
 
 Tuning (``large-motion`` seeds 0–7, ``extreme`` 0–6; 182 lesions of r > 3 mm, the points of ``auto`` without this
 step as input): 112 moved, 95 closer and 9 further (by at most 0.65 mm), the sum of errors 452 → 258 mm, three
@@ -51,7 +59,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import Volume
-from .lesion_template import LOCK_ABOVE_MM
 from .matching import axis_resolution_mm, patch_offsets_mm, sample_patch_smooth
 from .transforms import linear_scale
 
@@ -73,8 +80,11 @@ class LesionCentreConfig:
     max_offset_fraction: float = 0.5
     growth_range: tuple[float, float] = (0.5, 2.2)
     near_mm: float = 2.0
+    retry_open_fractions: tuple[float, ...] = (0.3, 0.15)
+    retry_near_mm: float = 4.0
+    retry_max_growth: float = 1.0
     box_factor: float = 4.25
-    lock_above_mm: float = LOCK_ABOVE_MM
+    lock_above_mm: float = 4.0
     clip_hu: tuple[float, float] = (-1000.0, 400.0)
 
 
@@ -115,9 +125,15 @@ def lesion_centre(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray,
     offset = own.centroid_lps_mm - c
     if np.linalg.norm(offset) > config.max_offset_fraction * radius_mm:
         return None
-    open_mm = config.followup_open_fraction * own.radius_mm
     patch, inside = _patch(followup, p, config.box_factor * own.radius_mm * scale, g, sigma, config.clip_hu)
-    found = find_blob(sign * (patch - threshold) > 0, inside, p, g, open_mm, config.near_mm)
+    lo, hi = config.growth_range
+    attempts = [(config.followup_open_fraction, config.near_mm, hi)] + [
+        (fraction, config.retry_near_mm, min(hi, config.retry_max_growth)) for fraction in config.retry_open_fractions]
+    for fraction, near_mm, hi in attempts:  # a shrunk lesion's blob may not survive the first opening
+        open_mm = fraction * own.radius_mm
+        found = find_blob(sign * (patch - threshold) > 0, inside, p, g, open_mm, near_mm)
+        if found is not None:
+            break
     if found is not None:
         # the threshold again from the follow-up's own ball and shell about that blob (a contrast change); a blob
         # that does not stand out from its own surroundings like the lesion is a piece of tissue of its intensity
@@ -126,8 +142,7 @@ def lesion_centre(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray,
         if sign * (inner - shell) < config.min_contrast_kept * abs(contrast):
             return None
         threshold = (inner + shell) / 2.0
-        found = find_blob(sign * (patch - threshold) > 0, inside, p, g, open_mm, config.near_mm)
-    lo, hi = config.growth_range
+        found = find_blob(sign * (patch - threshold) > 0, inside, p, g, open_mm, near_mm)
     if found is None or found.cut or not lo <= found.radius_mm / (own.radius_mm * scale) <= hi:
         return None
     return np.where(locked, p, found.centroid_lps_mm - np.asarray(linear, float) @ offset)

@@ -13,18 +13,19 @@ C = np.array([60.0, 60.0, 60.0])
 EYE = np.eye(3)
 
 
-def _organ(lesions, seed=0, slab=None, tissue_hu=60.0) -> Volume:
+def _organ(lesions, seed=0, slab=None, tissue_hu=60.0, spacing=SPACING) -> Volume:
     """Homogeneous tissue (60 HU, 8 HU noise) with ellipsoid lesions ``(centre, semi-axes x y z mm, HU)`` and,
-    optionally, a slab ``(x from, x to, HU)`` across the volume."""
+    optionally, a slab ``(x from, x to, HU)`` across the volume; a 120 mm cube of isotropic ``spacing`` mm."""
     rng = np.random.default_rng(seed)
-    array = tissue_hu + 8.0 * rng.standard_normal(SHAPE)
-    z, y, x = np.indices(SHAPE) * SPACING
+    shape = SHAPE if spacing == SPACING else (int(round(SHAPE[0] * SPACING / spacing)),) * 3
+    array = tissue_hu + 8.0 * rng.standard_normal(shape)
+    z, y, x = np.indices(shape) * spacing
     for centre, axes, hu in lesions:
         inside = ((x - centre[0]) / axes[0]) ** 2 + ((y - centre[1]) / axes[1]) ** 2 + ((z - centre[2]) / axes[2]) ** 2
         array[inside <= 1.0] += hu
     if slab is not None:
         array[(x >= slab[0]) & (x <= slab[1])] += slab[2]
-    return Volume(array.astype(np.float32), np.zeros(3), np.full(3, SPACING))
+    return Volume(array.astype(np.float32), np.zeros(3), np.full(3, spacing))
 
 
 MOVED = C + np.array([7.0, -5.0, 4.0])
@@ -126,3 +127,27 @@ def test_a_pair_with_thick_slices_keeps_the_point_along_them():
     assert fine is not None and np.linalg.norm(fine - MOVED) < 1.0
     coarse = lesion_centre(baseline, thick, C, 8.0, point, EYE)
     assert coarse is not None and coarse[2] == point[2] and np.linalg.norm(coarse[:2] - MOVED[:2]) < 1.0
+
+
+def test_a_3_mm_follow_up_moves_the_point_along_every_axis():
+    """3.3 mm voxels (a 3 mm scan resampled) are no thick slices: the point moves along every axis (a lock above
+    3 mm would have left it)."""
+    baseline = _organ([(C, (8.0, 8.0, 8.0), -40.0)])
+    followup = _organ([(MOVED, (8.0, 8.0, 8.0), -40.0)], seed=1, spacing=3.3)
+    point = MOVED + [3.0, -2.0, 2.0]
+    centred = lesion_centre(baseline, followup, C, 8.0, point, EYE)
+    assert centred is not None and np.linalg.norm(centred - MOVED) < 1.0
+    assert lesion_centre(baseline, followup, C, 8.0, point, EYE, LesionCentreConfig(lock_above_mm=3.0)) is None
+
+
+def test_a_shrunk_fainter_lesion_beside_the_point_is_found_with_a_smaller_opening():
+    """The lesion shrank from r 8 to 5 mm and lost a quarter of its contrast; the point lies 6.5 mm from its centre,
+    just off it. The first opening (0.45 of the baseline blob's radius) erases the follow-up blob; the retries find
+    it and the point moves to within 1 mm of the centre. Without retries, or with no shrinking allowed, no move."""
+    baseline = _organ([(C, (8.0, 8.0, 8.0), -40.0)])
+    followup = _organ([(MOVED, (5.0, 5.0, 5.0), -30.0)], seed=1)
+    point = MOVED + np.array([6.5, 0.0, 0.0])
+    centred = lesion_centre(baseline, followup, C, 8.0, point, EYE)
+    assert centred is not None and np.linalg.norm(centred - MOVED) < 1.0
+    assert lesion_centre(baseline, followup, C, 8.0, point, EYE, LesionCentreConfig(retry_open_fractions=())) is None
+    assert lesion_centre(baseline, followup, C, 8.0, point, EYE, LesionCentreConfig(retry_max_growth=0.4)) is None
