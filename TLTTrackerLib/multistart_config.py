@@ -82,7 +82,8 @@ class MultiStartConfig:
     0–6 (LIDC and painted cases, the points of ``auto`` without it as input, 182 lesions of r > 3 mm): 112 moved,
     95 closer, 9 further (by at most 0.65 mm), the sum of errors 452 → 258 mm, 3 misses rescued, none lost; 93
     ``abdomen`` targets (organ interiors, blobs, the HCC) not moved (docs/benchmarks.md §27). Since §28 not where
-    the blob keeps under half the lesion's contrast, and only in the slice plane along slices thicker than 3 mm."""
+    the blob keeps under half the lesion's contrast, and only in the slice plane along slices thicker than 3 mm;
+    since §29 thicker than 4 mm, and a shrunk lesion's blob beside the point is looked for with smaller openings."""
 
     coarse: CoarseConfig | None = CoarseConfig()
     min_jump_mm: float = 8.0
