@@ -10,7 +10,7 @@
     a visible lesion on its blob moves to the blob's centre (:func:`~.lesion_centre.lesion_centre`; the confidence
              stays)
 
-The rules and their tuning are :mod:`.multistart`'s (module docstring) and docs/benchmarks.md §10–§28; this module
+The rules and their tuning are :mod:`.multistart`'s (module docstring) and docs/benchmarks.md §10–§29; this module
 only keeps them apart from the search for starts.
 """
 

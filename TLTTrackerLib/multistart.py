@@ -36,7 +36,7 @@
              (:func:`~.visible_lesion.visible_snap`); the moved point is tracked back like a result, and its
              miss and agreement give its confidence, or the replaced result's where that is higher
     a visible lesion larger than that whose point lies on a blob of its contrast in the follow-up moves to that blob's
-             centre, in the slice plane only where a scan has slices thicker than 3 mm
+             centre, in the slice plane only where a scan has slices thicker than 4 mm
              (:func:`~.lesion_centre.lesion_centre`; the confidence stays)
 
 The steps after the choice of start (the snaps, the centring, the flags and the confidence) are

@@ -17,7 +17,7 @@ def _organ(lesions, seed=0, slab=None, tissue_hu=60.0, spacing=SPACING) -> Volum
     """Homogeneous tissue (60 HU, 8 HU noise) with ellipsoid lesions ``(centre, semi-axes x y z mm, HU)`` and,
     optionally, a slab ``(x from, x to, HU)`` across the volume; a 120 mm cube of isotropic ``spacing`` mm."""
     rng = np.random.default_rng(seed)
-    shape = SHAPE if spacing == SPACING else (int(round(SHAPE[0] * SPACING / spacing)),) * 3
+    shape = (int(round(SHAPE[0] * SPACING / spacing)),) * 3
     array = tissue_hu + 8.0 * rng.standard_normal(shape)
     z, y, x = np.indices(shape) * spacing
     for centre, axes, hu in lesions:
