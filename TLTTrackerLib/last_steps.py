@@ -4,7 +4,8 @@
              (:func:`~.lesion_template.snap_to_lesion`) where that match is strong and either far or clearly better
     the point gets its flags (``low_similarity``, ``backtrack_mismatch``, ``outside_followup``) and its confidence
              (:func:`~.confidence.combined_confidence`)
-    a doubtful visible lesion off every blob of its contrast moves onto its look-alike
+    a doubtful visible lesion off every blob of its contrast, or a confident one plainly off the lesion whose
+             template matches the look-alike better, moves onto its look-alike
              (:func:`~.visible_lesion.visible_snap`), tracked back and judged again (its confidence not below the
              replaced result's)
     a visible lesion on its blob moves to the blob's centre (:func:`~.lesion_centre.lesion_centre`; the confidence
@@ -79,7 +80,8 @@ def finish_point(
     moved = None
     if config.visible_snap is not None and backtrack and "outside_followup" not in flags:
         moved = visible_snap(baseline, followup, c, radius_mm, center, confidence,
-                             linear_scale(baseline_to_followup.matrix), edge, config.visible_snap)
+                             linear_scale(baseline_to_followup.matrix), edge, config.visible_snap,
+                             lambda q: lesion_match(baseline, followup, c, q, radius_mm, linear_inv, resolution_mm))
     if moved is not None:
         # the look-alike is kept and judged like any result (its own back-tracking miss and agreement), but its
         # confidence is not below the result's it replaces: the check starts where the pair field puts the point,

@@ -25,7 +25,12 @@ look-alike when
   nearby are allowed, textured surroundings with many (the tuning rows' anatomical points and organ interiors
   that are look-alikes of themselves have 4–9) are not;
 - the result is doubtful: its confidence is below ``below_confidence`` (confident results were nearly always
-  right, and the snap's only losses on the tuning pairs were among them);
+  right, and the snap's only losses on the tuning pairs were among them); or, for a confident result, the lesion
+  is plainly not there and its look-alike is the lesion: the result's own contrast (as ``C``, ball ``r · scale``)
+  is below ``confident_max_own`` × |C|, and the lesion's template (the baseline around it,
+  :func:`~.lesion_template.lesion_match`, given as ``template_match``) matches the look-alike better than the
+  result. A twin, the one way such a move lost, sits in other surroundings: on the tuning rows each of the 12
+  moves that would have lost a hit had the twin's template match below the result's (docs/benchmarks.md §31);
 - the result lies ``min_edge_mm`` or more inside the follow-up's coverage: nearer the edge the scan cuts the
   lesion's surroundings off (``fov-edge`` tuning pairs: the one snap there took a hit 5.0 → 12.3 mm off);
 - no look-alike lies within ``max(near_mm, near_fraction · ρ)`` of the result (it is not already on one);
@@ -43,6 +48,7 @@ anatomical point, organ interior or LIDC nodule moved. (§24 asked the lesion to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +59,8 @@ from .matching import patch_offsets_mm, sample_patch_smooth, subvoxel_at
 
 @dataclass(frozen=True)
 class VisibleSnapConfig:
-    """The snap's settings (module docstring); ``below_confidence`` 0 turns it off."""
+    """The snap's settings (module docstring); ``below_confidence`` 0 turns it off, ``confident_max_own`` 0 keeps
+    every confident result where it is."""
 
     below_confidence: float = 0.7
     min_contrast_hu: float = 20.0
@@ -69,6 +76,7 @@ class VisibleSnapConfig:
     rim_mm: float = 1.0
     min_edge_mm: float = 15.0
     clip_hu: tuple[float, float] = (-1000.0, 400.0)
+    confident_max_own: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -126,9 +134,16 @@ def _patch(volume: Volume, center_lps_mm: np.ndarray, half: int, spacing_mm: flo
 def baseline_contrast(baseline: Volume, center_lps_mm: np.ndarray, radius_mm: float,
                       config: VisibleSnapConfig = VisibleSnapConfig()) -> tuple[float, float]:
     """The lesion's ``(contrast, shell_std)`` HU at its baseline centre ``(3,)`` LPS mm and radius."""
-    g = _spacing(radius_mm)
-    half = int(np.ceil(2.2 * radius_mm / g)) + 2
-    contrast, shell_std = contrast_maps(_patch(baseline, center_lps_mm, half, g, config.clip_hu)[0], radius_mm, g)
+    return contrast_at(baseline, center_lps_mm, radius_mm, config)
+
+
+def contrast_at(volume: Volume, point_lps_mm: np.ndarray, ball_radius_mm: float,
+                config: VisibleSnapConfig = VisibleSnapConfig()) -> tuple[float, float]:
+    """``(contrast, shell_std)`` HU of the ball of radius ``ball_radius_mm`` at a point ``(3,)`` LPS mm."""
+    g = _spacing(ball_radius_mm)
+    half = int(np.ceil(2.2 * ball_radius_mm / g)) + 2
+    contrast, shell_std = contrast_maps(_patch(volume, point_lps_mm, half, g, config.clip_hu)[0], ball_radius_mm,
+                                        g)
     return float(contrast[half, half, half]), float(shell_std[half, half, half])
 
 
@@ -181,16 +196,23 @@ def look_alikes(followup: Volume, point_lps_mm: np.ndarray, radius_mm: float, co
 
 def visible_snap(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray, radius_mm: float,
                  point_lps_mm: np.ndarray, confidence: float, scale: float = 1.0, edge_mm: float = np.inf,
-                 config: VisibleSnapConfig = VisibleSnapConfig()) -> np.ndarray | None:
+                 config: VisibleSnapConfig = VisibleSnapConfig(),
+                 template_match: Callable[[np.ndarray], float] | None = None) -> np.ndarray | None:
     """The strongest look-alike ``(3,)`` LPS mm where the snap applies to this result (module docstring), else
     None. ``center_lps_mm``, ``radius_mm``: the baseline lesion; ``point_lps_mm``, ``confidence``: the result;
-    ``edge_mm``: its distance (mm) from the edge of the follow-up's coverage."""
-    if not (confidence < config.below_confidence and radius_mm > config.min_radius_mm
-            and edge_mm >= config.min_edge_mm):
+    ``edge_mm``: its distance (mm) from the edge of the follow-up's coverage; ``template_match(q)``: the lesion
+    template's NCC at a follow-up point ``q`` (3,) LPS mm (None: a confident result never moves)."""
+    confident = confidence >= config.below_confidence
+    if confident and (template_match is None or config.confident_max_own <= 0):
+        return None
+    if not (radius_mm > config.min_radius_mm and edge_mm >= config.min_edge_mm):
         return None
     contrast, shell_std = baseline_contrast(baseline, center_lps_mm, radius_mm, config)
     if abs(contrast) < config.min_contrast_hu:
         return None
+    if confident and (np.sign(contrast) * contrast_at(followup, point_lps_mm, radius_mm * scale, config)[0]
+                      >= config.confident_max_own * abs(contrast)):
+        return None  # the lesion is (partly) there: a confident result stays
     own = look_alikes(baseline, center_lps_mm, radius_mm, contrast, shell_std, 1.0, config)
     if len(own) > config.max_look_alikes or not _on_one(own, center_lps_mm, config):
         return None  # the lesion is no look-alike of itself, or one among many
@@ -198,7 +220,11 @@ def visible_snap(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray, 
     if _on_one(found, point_lps_mm, config):
         return None
     inner = [a for a in found if np.linalg.norm(a.point_lps_mm - point_lps_mm) <= config.search_mm - config.rim_mm]
-    return inner[0].point_lps_mm if inner else None
+    if not inner:
+        return None
+    if confident and template_match(inner[0].point_lps_mm) <= template_match(np.asarray(point_lps_mm, float)):
+        return None  # the lesion's surroundings say the result, not the look-alike (a twin)
+    return inner[0].point_lps_mm
 
 
 def _on_one(found: list[LookAlike], point_lps_mm: np.ndarray, config: VisibleSnapConfig) -> bool:

@@ -332,9 +332,14 @@ def test_a_doubtful_visible_lesion_moves_onto_its_look_alike():
     centre = baseline.index_kji_to_lps([30, 60, 60])
     lesion = followup.index_kji_to_lps([30, 60, 73])
     identity = AffineTransform(np.eye(3), np.zeros(3))
-    plain = track_point(baseline, followup, centre, 6.0, identity, config=MultiStartConfig(coarse=None))
+    no_snap = MultiStartConfig(coarse=None, visible_snap=None)
+    plain = track_point(baseline, followup, centre, 6.0, identity, config=no_snap)
     forced = MultiStartConfig(coarse=None, visible_snap=VisibleSnapConfig(below_confidence=1.01))
     snapped = track_point(baseline, followup, centre, 6.0, identity, config=forced)
+    # the plain result is confident (about 0.8) but off its lesion, where the lesion's template prefers the
+    # look-alike: the default snap moves it too
+    default = track_point(baseline, followup, centre, 6.0, identity, config=MultiStartConfig(coarse=None))
+    assert np.linalg.norm(default.center_lps_mm - lesion) < 2.0
     assert np.linalg.norm(plain.center_lps_mm - lesion) > 6.0
     assert "visible_snap_mm" not in plain.info
     assert np.linalg.norm(snapped.center_lps_mm - lesion) < 2.0

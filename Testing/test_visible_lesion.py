@@ -134,3 +134,47 @@ def test_nothing_is_measured_beyond_the_scan():
     assert all(a.point_lps_mm[2] - 2.0 * a.ball_radius_mm >= -1.0 - half_step for a in found)
     inside = look_alikes(_liver([C], seed=1, **lung), C + np.array([0.0, 0.0, 6.0]), 8.0, contrast, shell_std)
     assert inside and np.linalg.norm(inside[0].point_lps_mm - C) < 2.0
+
+
+def _template_match(baseline: Volume, followup: Volume, radius_mm: float):
+    """The lesion template's NCC at a follow-up point (as :mod:`.last_steps` gives it; identity linear part)."""
+    from TLTTrackerLib.lesion_template import lesion_match
+
+    res = (np.full(3, SPACING), np.full(3, SPACING))
+    return lambda q: lesion_match(baseline, followup, C, q, radius_mm, np.eye(3), res)
+
+
+def test_a_confident_result_off_the_lesion_moves_where_its_template_agrees():
+    baseline, followup = _liver([C]), _liver([MOVED], radius_mm=9.0, seed=1)
+    match = _template_match(baseline, followup, 8.0)
+    moved = visible_snap(baseline, followup, C, 8.0, C, confidence=0.9, template_match=match)
+    assert moved is not None and np.linalg.norm(moved - MOVED) < 2.0
+    off = VisibleSnapConfig(confident_max_own=0.0)
+    assert visible_snap(baseline, followup, C, 8.0, C, confidence=0.9, config=off, template_match=match) is None
+
+
+@pytest.mark.parametrize("fade", [0.35, 0.8])
+def test_a_confident_result_on_its_faded_lesion_stays_beside_a_twin(fade):
+    """The lesion (r 5 mm) faded in place, the same soft texture around it in both scans, and a twin of full
+    contrast lies 13 mm away: at 0.8 of its contrast the lesion is plainly there; at 0.35 the twin is the strongest
+    look-alike (a doubtful result moves there, as would a confident one if the template were left out), but the
+    lesion's template, texture and all, matches the result better."""
+    from scipy.ndimage import gaussian_filter
+
+    texture = gaussian_filter(np.random.default_rng(5).standard_normal(SHAPE), 1.5)
+    texture *= 10.0 / texture.std()  # HU
+    twin = C + np.array([-13.0, 0.0, 0.0])
+    baseline = _liver([C], radius_mm=5.0)
+    followup = _liver([C], radius_mm=5.0, contrast_hu=-40.0 * fade, seed=1)
+    followup.array[...] += _liver([twin], radius_mm=5.0, tissue_hu=0.0).array - _liver([], tissue_hu=0.0).array
+    baseline.array[...] += texture
+    followup.array[...] += texture
+    contrast, shell_std = baseline_contrast(baseline, C, 5.0)
+    found = look_alikes(followup, C, 5.0, contrast, shell_std)
+    assert found and np.linalg.norm(found[0].point_lps_mm - twin) < 3.0, "no twin: the test would prove nothing"
+    match = _template_match(baseline, followup, 5.0)
+    assert visible_snap(baseline, followup, C, 5.0, C, confidence=0.9, template_match=match) is None
+    if fade < 0.5:
+        assert visible_snap(baseline, followup, C, 5.0, C, confidence=0.4) is not None
+        blind = lambda q: 1.0 if np.linalg.norm(q - C) > 3.0 else 0.0  # noqa: E731 - prefers any point but C
+        assert visible_snap(baseline, followup, C, 5.0, C, confidence=0.9, template_match=blind) is not None
