@@ -25,16 +25,17 @@
     otherwise keep the start whose result has the smallest back-tracking miss (ties: the first listed); with the pair
              field and more than one result, the smallest selection score instead: the mean of that miss and
              the miss of a second check started at D⁻¹(r) without the local affine (a snapped result: its own
-             miss alone), minus ``lesion_weight`` × the lesion template's NCC at r
-             (:func:`~.selection.selection_score`)
+             miss alone), minus ``lesion_weight`` × the lesion template's NCC at r (``nodule_lesion_weight``
+             for a small lesion, r ≤ ``snap_max_radius_mm``) (:func:`~.selection.selection_score`)
     a small lesion (r ≤ ``snap_max_radius_mm``) then snaps to its own template's best match within ``snap_mm``
              (:func:`~.lesion_template.snap_to_lesion`) when that match reaches ``snap_min_ncc`` and lies at least
              ``snap_min_move_mm`` away or matches ``snap_min_gain`` better than the result (otherwise the
              registration's own point is the more precise)
     a visible lesion larger than that whose result is doubtful (confidence below ``visible_snap``'s threshold)
              and lies off every blob of the lesion's contrast nearby moves onto the strongest such blob
-             (:func:`~.visible_lesion.visible_snap`); the moved point is tracked back like a result, and its
-             miss and agreement give its confidence, or the replaced result's where that is higher
+             (:func:`~.visible_lesion.visible_snap`); a confident one too where the lesion is plainly not at the
+             result and the lesion's template matches that blob better; the moved point is tracked back like a
+             result, and its miss and agreement give its confidence, or the replaced result's where that is higher
     a visible lesion larger than that whose point lies on a blob of its contrast in the follow-up moves to that blob's
              centre, in the slice plane only where a scan has slices thicker than 4 mm
              (:func:`~.lesion_centre.lesion_centre`; the confidence stays)
@@ -197,9 +198,10 @@ def track_point(
     if records[0]["result"].fell_back and finite and min(x["miss_mm"] for x in finite) > config.fallback_miss_mm:
         best = records[0]  # every result is known wrong: the pair's own estimate, as it is
     elif pair_field is not None and len(finite) > 1 and config.lesion_weight > 0:
+        weight = config.nodule_lesion_weight if radius_mm <= config.snap_max_radius_mm else config.lesion_weight
         for x in finite:
             x["score"] = selection_score(baseline, followup, c, radius_mm, backward, linear_inv, x, pair_field,
-                                         back_config, config.lesion_weight, res)
+                                         back_config, weight, res)
         best = min(finite, key=lambda x: (x["score"], x["start"]))
     else:
         best = min(records, key=lambda x: (np.inf if not np.isfinite(x["miss_mm"]) else x["miss_mm"], x["start"]))

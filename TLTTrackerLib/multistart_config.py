@@ -48,7 +48,11 @@ class MultiStartConfig:
     within 1.5 mm, finer than the region registration places it. Larger lesions are left: a grown blob's
     template fits anywhere on a plateau (tuning seeds 0–3 with r ≤ 5 snapped: 5 blobs lost).
     ``lesion_weight``: weight of the lesion template's NCC in the selection score (:mod:`.selection`; 0: the
-    plain miss).
+    plain miss); ``nodule_lesion_weight`` that weight for a small lesion (r ≤ ``snap_max_radius_mm``): under
+    ``extreme`` motion a nodule's back-tracking checks came back 5–10 mm off from results within 2 mm of it, and
+    its template told them apart better. LIDC nodules, every start's result (before the snap) within max(r,
+    2.5 mm), where a score chose: ``extreme`` seeds 10–39 +4 / −1 of 50, 40–59 +6 / 0 of 34, 0–9 +1 of 20;
+    ``large-motion`` 0–19 +2 of 14 (4 → 10; 15 gave the same sum; docs/benchmarks.md §31).
     ``field_snap_start``: see :mod:`.multistart`; the record reuses the field start's refined similarity (its
     ``"snapped"`` key is True). Tuning seeds 0–3: 182 → 183 of 199 hits, none lost (docs/benchmarks.md §15).
     ``snap_min_ncc``: the last snap is kept only where the template's best match reaches this weighted NCC; below
@@ -97,6 +101,7 @@ class MultiStartConfig:
     snap_mm: float = 2.5
     snap_max_radius_mm: float = 3.0
     lesion_weight: float = 4.0
+    nodule_lesion_weight: float = 10.0
     field_snap_start: bool = True
     snap_min_ncc: float = 0.5
     snap_min_move_mm: float = 2.0

@@ -240,6 +240,30 @@ def test_several_results_are_ranked_by_the_selection_score(shifted):
     assert "score" not in plain.info["records"][0]
 
 
+def test_a_small_lesions_results_are_ranked_with_the_nodule_weight(shifted, monkeypatch):
+    """A lesion of r ≤ snap_max_radius_mm weighs its template's NCC by nodule_lesion_weight, a larger one by
+    lesion_weight."""
+    import TLTTrackerLib.multistart as multistart
+    from TLTTrackerLib.deformable import PairField
+
+    baseline, followup, truth, wrong, centre = shifted
+    grid = Volume(np.zeros((20, 40, 40), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[4.0, 4.0, 8.0])
+    u = (wrong.translation_mm - truth.translation_mm).astype(np.float32)
+    field = PairField(wrong, np.broadcast_to(u, (20, 40, 40, 3)).copy(), grid)
+    weights = []
+
+    def spy(*args):
+        weights.append(args[9])
+        return multistart_score(*args)
+
+    multistart_score = multistart.selection_score
+    monkeypatch.setattr(multistart, "selection_score", spy)
+    every = MultiStartConfig(accept_miss_mm=0.0, coarse=None, lesion_weight=4.0, nodule_lesion_weight=10.0)
+    for radius in (2.0, 6.0):
+        track_point(baseline, followup, centre, radius, wrong, pair_field=field, config=every)
+    assert set(weights) == {4.0, 10.0} and weights[0] == 10.0 and weights[-1] == 4.0
+
+
 def _field_off_by(shifted, offset_mm):
     """A uniform pair field whose start D(c) lies ``offset_mm`` (x y z) short of the lesion's follow-up centre,
     and a config under which no result counts as consistent (accept_miss_mm 0) and refinement does not move a start
