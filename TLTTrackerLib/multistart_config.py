@@ -51,7 +51,7 @@ class MultiStartConfig:
     plain miss); ``nodule_lesion_weight`` that weight for a small lesion (r ≤ ``snap_max_radius_mm``): under
     ``extreme`` motion a nodule's back-tracking checks came back 5–10 mm off from results within 2 mm of it, and
     its template told them apart better. LIDC nodules, every start's result (before the snap) within max(r,
-    2.5 mm), where a score chose: ``extreme`` seeds 10–39 +4 / −1 of 50, 40–59 +6 / 0 of 34, 0–9 +1 of 20;
+    2.5 mm), where a score chose: ``extreme`` seeds 10–39 +3 / −1 of 50, 40–59 +6 / 0 of 34, 0–9 +1 of 20;
     ``large-motion`` 0–19 +2 of 14 (4 → 10; 15 gave the same sum; docs/benchmarks.md §31).
     ``field_snap_start``: see :mod:`.multistart`; the record reuses the field start's refined similarity (its
     ``"snapped"`` key is True). Tuning seeds 0–3: 182 → 183 of 199 hits, none lost (docs/benchmarks.md §15).

@@ -29,7 +29,7 @@ look-alike when
   is plainly not there and its look-alike is the lesion: the result's own contrast (as ``C``, ball ``r · scale``)
   is below ``confident_max_own`` × |C|, and the lesion's template (the baseline around it,
   :func:`~.lesion_template.lesion_match`, given as ``template_match``) matches the look-alike better than the
-  result. A twin, the one way such a move lost, sits in other surroundings: on the tuning rows each of the 12
+  result. A twin, the one way such a move lost, sits in other surroundings: on the tuning rows each of the 15
   moves that would have lost a hit had the twin's template match below the result's (docs/benchmarks.md §31);
 - the result lies ``min_edge_mm`` or more inside the follow-up's coverage: nearer the edge the scan cuts the
   lesion's surroundings off (``fov-edge`` tuning pairs: the one snap there took a hit 5.0 → 12.3 mm off);

@@ -39,6 +39,16 @@ def shifted():
     return baseline, followup, truth, wrong, centre
 
 
+def _uniform_field(truth, wrong, offset_mm=(0.0, 0.0, 0.0)):
+    """A uniform pair field on top of the ``wrong`` affine that takes up its error, ``offset_mm`` (x y z) short:
+    D(c) = truth(c) - offset."""
+    from TLTTrackerLib.deformable import PairField
+
+    grid = Volume(np.zeros((20, 40, 40), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[4.0, 4.0, 8.0])
+    u = (wrong.translation_mm - truth.translation_mm + np.asarray(offset_mm)).astype(np.float32)
+    return PairField(wrong, np.broadcast_to(u, (20, 40, 40, 3)).copy(), grid)
+
+
 def test_coarse_search_finds_a_start_25_mm_off(shifted):
     baseline, followup, truth, wrong, centre = shifted
     res = (axis_resolution_mm(baseline), axis_resolution_mm(followup))
@@ -108,12 +118,8 @@ def test_a_pair_field_gives_the_first_start_and_the_back_tracking_start(shifted)
     starts right. By default the field's shape start comes first, passes the check started at the field's inverse
     (within 2 mm) and ends the search; with the affine start listed first, that one fails the check, the field
     start passes it and wins; no coarse start is needed either way."""
-    from TLTTrackerLib.deformable import PairField
-
     baseline, followup, truth, wrong, centre = shifted
-    grid = Volume(np.zeros((20, 40, 40), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[4.0, 4.0, 8.0])
-    u = (wrong.translation_mm - truth.translation_mm).astype(np.float32)
-    field = PairField(wrong, np.broadcast_to(u, (20, 40, 40, 3)).copy(), grid)
+    field = _uniform_field(truth, wrong)
     target = truth.apply(centre)
     assert np.allclose(field.to_followup(centre), target, atol=1e-3)
     out = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field)
@@ -121,7 +127,8 @@ def test_a_pair_field_gives_the_first_start_and_the_back_tracking_start(shifted)
     assert np.allclose(out.info["starts_lps_mm"][0], target, atol=1e-3)
     assert out.info["backtrack_error_mm"] < 2.0 and np.linalg.norm(out.center_lps_mm - target) < 1.5
     assert out.info["chosen_kind"] == "field_shape" and out.info["first_miss_mm"] == out.info["backtrack_error_mm"]
-    assert out.info["field_shift_mm"] == pytest.approx(float(np.linalg.norm(u)), abs=0.01)  # |D(c) - T(c)|
+    shift = float(np.linalg.norm(wrong.translation_mm - truth.translation_mm))
+    assert out.info["field_shift_mm"] == pytest.approx(shift, abs=0.01)  # |D(c) - T(c)|
     assert "agreement_mm" not in out.info
     affine_first = MultiStartConfig(registration_starts=("affine", "field", "field_shape"))
     out = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field, config=affine_first)
@@ -152,8 +159,7 @@ def test_candidates_from_a_function_are_made_only_when_the_registration_starts_f
         calls.append(1)
         return (target + 1.5)[None]
 
-    right = PairField(wrong, np.broadcast_to((wrong.translation_mm - truth.translation_mm).astype(np.float32),
-                                             (20, 40, 40, 3)).copy(), grid)
+    right = _uniform_field(truth, wrong)
     out = track_point(baseline, followup, centre, 6.0, wrong, candidates_lps_mm=network, pair_field=right)
     assert not calls and out.info["chosen_start"] == 0  # the field's start tracked back: no network
     useless = PairField(wrong, np.zeros((20, 40, 40, 3), np.float32), grid)  # the field adds nothing
@@ -220,12 +226,8 @@ def test_several_results_are_ranked_by_the_selection_score(shifted):
     """With every start tried (accept_miss_mm 0), each result gets a second back-tracking check and the lesion
     template's NCC, and the smallest score wins: a field start, where the lesion is, not the affine one listed
     first."""
-    from TLTTrackerLib.deformable import PairField
-
     baseline, followup, truth, wrong, centre = shifted
-    grid = Volume(np.zeros((20, 40, 40), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[4.0, 4.0, 8.0])
-    u = (wrong.translation_mm - truth.translation_mm).astype(np.float32)
-    field = PairField(wrong, np.broadcast_to(u, (20, 40, 40, 3)).copy(), grid)
+    field = _uniform_field(truth, wrong)
     every = MultiStartConfig(accept_miss_mm=0.0, coarse=None, registration_starts=("affine", "field", "field_shape"))
     out = track_point(baseline, followup, centre, 6.0, wrong, pair_field=field, config=every)
     records = out.info["records"]
@@ -244,12 +246,8 @@ def test_a_small_lesions_results_are_ranked_with_the_nodule_weight(shifted, monk
     """A lesion of r ≤ snap_max_radius_mm weighs its template's NCC by nodule_lesion_weight, a larger one by
     lesion_weight."""
     import TLTTrackerLib.multistart as multistart
-    from TLTTrackerLib.deformable import PairField
-
     baseline, followup, truth, wrong, centre = shifted
-    grid = Volume(np.zeros((20, 40, 40), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[4.0, 4.0, 8.0])
-    u = (wrong.translation_mm - truth.translation_mm).astype(np.float32)
-    field = PairField(wrong, np.broadcast_to(u, (20, 40, 40, 3)).copy(), grid)
+    field = _uniform_field(truth, wrong)
     weights = []
 
     def spy(*args):
@@ -268,13 +266,10 @@ def _field_off_by(shifted, offset_mm):
     """A uniform pair field whose start D(c) lies ``offset_mm`` (x y z) short of the lesion's follow-up centre,
     and a config under which no result counts as consistent (accept_miss_mm 0) and refinement does not move a start
     (demons without iterations, no local affine): ``(field, config, target)``."""
-    from TLTTrackerLib.deformable import PairField
     from TLTTrackerLib.refine import DemonsLevel, RefineConfig
 
     baseline, followup, truth, wrong, centre = shifted
-    grid = Volume(np.zeros((20, 40, 40), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[4.0, 4.0, 8.0])
-    u = (wrong.translation_mm - truth.translation_mm + np.asarray(offset_mm)).astype(np.float32)
-    field = PairField(wrong, np.broadcast_to(u, (20, 40, 40, 3)).copy(), grid)
+    field = _uniform_field(truth, wrong, offset_mm)
     still = RefineConfig(levels=(DemonsLevel(4.0, 40.0, 0, 6.0),), affine_iterations=0)
     return field, MultiStartConfig(accept_miss_mm=0.0, coarse=None, refine=still), truth.apply(centre)
 
