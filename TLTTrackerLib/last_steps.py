@@ -1,7 +1,9 @@
 """The kept result's last steps and its verdict, once :func:`~.multistart.track_point` has chosen a start.
 
     a small lesion (r ≤ ``snap_max_radius_mm``) snaps to its own template's best match
-             (:func:`~.lesion_template.snap_to_lesion`) where that match is strong and either far or clearly better
+             (:func:`~.lesion_template.snap_to_lesion`) where that match is strong and either far or clearly better;
+             the template in the affine's frame or the pair field's local one, whichever matches the result better
+             (``field_frame_snap``)
     the point gets its flags (``low_similarity``, ``backtrack_mismatch``, ``outside_followup``) and its confidence
              (:func:`~.confidence.combined_confidence`)
     a doubtful visible lesion off every blob of its contrast, or a confident one plainly off the lesion whose
@@ -11,7 +13,7 @@
     a visible lesion on its blob moves to the blob's centre (:func:`~.lesion_centre.lesion_centre`; the confidence
              stays)
 
-The rules and their tuning are :mod:`.multistart`'s (module docstring) and docs/benchmarks.md §10–§29; this module
+The rules and their tuning are :mod:`.multistart`'s (module docstring) and docs/benchmarks.md §10–§32; this module
 only keeps them apart from the search for starts.
 """
 
@@ -23,6 +25,7 @@ import numpy as np
 
 from .coarse_search import CoarseMatch
 from .confidence import BACKTRACK_MIN_MM, LESION_MATCH_MAX_RADIUS_MM, combined_confidence, nearest_edge_mm
+from .deformable import PairField
 from .geometry import Volume
 from .lesion_centre import lesion_centre
 from .lesion_template import lesion_match, snap_to_lesion
@@ -44,19 +47,21 @@ def finish_point(
     coarse: CoarseMatch | None,
     config: MultiStartConfig,
     backtrack: bool,
+    pair_field: PairField | None = None,
 ) -> tuple[np.ndarray, float, list[str], dict[str, Any]]:
     """The final point ``(3,)`` LPS mm of the chosen record ``best`` (one of ``records``, :mod:`.multistart`'s
     per-start records), its confidence, flags and the ``info`` entries of these steps: ``edge_mm``,
     ``agreement_mm``, ``backtrack_error_mm``, ``lesion_ncc``, ``snap_mm``, ``visible_snap_mm``, ``centre_move_mm``
     (each where it applies). ``back_miss``: the one-level back-tracking check of a follow-up point (mm);
-    ``resolution_mm``: per-axis x, y, z resolution of baseline and follow-up."""
+    ``resolution_mm``: per-axis x, y, z resolution of baseline and follow-up; ``pair_field``: the pair's deformable
+    field (a small lesion's template frame, ``config.field_frame_snap``)."""
     c = np.asarray(center_lps_mm, float)
     linear_inv = np.linalg.inv(baseline_to_followup.matrix)
     affine_c = baseline_to_followup.apply(c)
     r = best["result"]
     miss = best.get("check_miss_mm", best["miss_mm"])  # the selection score's (with a second check: their mean)
     center, lesion_ncc, snapped = _nodule_snap(baseline, followup, c, radius_mm, best, linear_inv, resolution_mm,
-                                               config, backtrack)
+                                               config, backtrack, pair_field)
     scale = max(radius_mm, BACKTRACK_MIN_MM)
 
     def assess(point: np.ndarray, miss_mm: float, ncc: float | None, agree: float | None):
@@ -114,9 +119,10 @@ def finish_point(
 
 def _nodule_snap(baseline: Volume, followup: Volume, c: np.ndarray, radius_mm: float, best: dict[str, Any],
                  linear_inv: np.ndarray, resolution_mm: tuple[np.ndarray, np.ndarray], config: MultiStartConfig,
-                 backtrack: bool) -> tuple[np.ndarray, float | None, bool]:
+                 backtrack: bool, pair_field: PairField | None = None) -> tuple[np.ndarray, float | None, bool]:
     """``(point (3,) LPS mm, the template's NCC there or None, whether it snapped)`` for the chosen result: a small
-    lesion's snap to its own template (module docstring), and the NCC the confidence uses."""
+    lesion's snap to its own template (module docstring), and the NCC the confidence uses (in the affine's
+    frame)."""
     r = best["result"]
     center = np.asarray(r.center_lps_mm, float)
     small = not r.fell_back and radius_mm <= LESION_MATCH_MAX_RADIUS_MM
@@ -124,15 +130,26 @@ def _nodule_snap(baseline: Volume, followup: Volume, c: np.ndarray, radius_mm: f
     at_result = best.get("lesion_ncc")  # the template's NCC at the result (selection_score may have measured it)
     if (snap or small and backtrack) and at_result is None:
         at_result = lesion_match(baseline, followup, c, center, radius_mm, linear_inv, resolution_mm)
+    frame_inv, at_frame, min_move, min_gain = linear_inv, at_result, config.snap_min_move_mm, config.snap_min_gain
+    if snap and pair_field is not None and config.field_frame_snap is not None:
+        # the template in the field's local frame too; the one that matches the result better is snapped in
+        field_inv = np.linalg.inv(pair_field.local_linear(c))
+        in_field = lesion_match(baseline, followup, c, center, radius_mm, field_inv, resolution_mm)
+        if in_field > at_result:
+            frame_inv, at_frame = field_inv, in_field
+        min_move, min_gain = config.field_frame_snap
     if snap:
-        snapped, peak = snap_to_lesion(baseline, followup, c, center, radius_mm, linear_inv, resolution_mm,
+        snapped, peak = snap_to_lesion(baseline, followup, c, center, radius_mm, frame_inv, resolution_mm,
                                        search_mm=config.snap_mm)
         # a weak peak is not the lesion, and a near one that matches hardly better is the template's noise
         # about a point already on it
-        snap = peak >= config.snap_min_ncc and (float(np.linalg.norm(snapped - center)) >= config.snap_min_move_mm
-                                                or peak - at_result >= config.snap_min_gain)
+        snap = peak >= config.snap_min_ncc and (float(np.linalg.norm(snapped - center)) >= min_move
+                                                or peak - at_frame >= min_gain)
         if snap:
-            return snapped, peak, True
+            # the confidence's NCC stays the affine frame's (in the field's, higher, it lost the confidence its
+            # ROC AUC: 0.90 -> 0.84 on the tuning nodules, docs/benchmarks.md §32)
+            return snapped, (peak if frame_inv is linear_inv else
+                             lesion_match(baseline, followup, c, snapped, radius_mm, linear_inv, resolution_mm)), True
     return center, at_result if small and backtrack else None, False
 
 

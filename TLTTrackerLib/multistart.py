@@ -207,7 +207,7 @@ def track_point(
         best = min(records, key=lambda x: (np.inf if not np.isfinite(x["miss_mm"]) else x["miss_mm"], x["start"]))
     r = best["result"]
     center, confidence, flags, last = finish_point(baseline, followup, c, radius_mm, baseline_to_followup, best,
-                                                   records, back_miss, res, coarse, config, backtrack)
+                                                   records, back_miss, res, coarse, config, backtrack, pair_field)
     info: dict[str, Any] = {"records": records, "coarse": coarse, "chosen_start": best["start"],
                             "starts_lps_mm": np.array(starts), "start_kinds": tuple(kinds),
                             "chosen_kind": kinds[best["start"]], **last}

@@ -83,3 +83,16 @@ def test_field_stands_in_for_the_affine_as_a_point_map():
     assert np.allclose(field.apply(p), affine.apply(p) - [2.0, 0.0, 0.0])
     assert np.allclose(field.apply(p[0]), field.to_followup(p[0]))
     assert np.array_equal(field.matrix, affine.matrix)
+
+
+def test_local_linear_is_the_affine_and_the_fields_shape():
+    """u = 0: the affine's own matrix; a linear u(y) = B y on top: y + B y = A c, so dy/dc = (I + B)⁻¹ A."""
+    grid = Volume(np.zeros((20, 20, 20), np.float32), origin_lps_mm=[-80, -80, -80], spacing_mm=[8.0, 8.0, 8.0])
+    A = np.array([[1.05, 0.02, 0.0], [0.0, 0.97, 0.03], [0.1, 0.0, 1.0]])
+    affine = AffineTransform(A, np.array([3.0, 1, 2]))
+    c = np.array([4.0, -6.0, 5.0])
+    assert np.allclose(PairField(affine, np.zeros((20, 20, 20, 3), np.float32), grid).local_linear(c), A)
+    B = np.array([[0.1, 0.05, 0.0], [0.0, -0.05, 0.0], [0.02, 0.0, 0.08]])
+    nodes = grid.index_kji_to_lps(np.indices((20, 20, 20)).reshape(3, -1).T).reshape(20, 20, 20, 3)
+    sheared = PairField(affine, (nodes @ B.T).astype(np.float32), grid)
+    assert np.allclose(sheared.local_linear(c), np.linalg.inv(np.eye(3) + B) @ A, atol=1e-3)
