@@ -88,7 +88,8 @@ class PairField:
     def local_linear(self, center_lps_mm: np.ndarray, h_mm: float = 4.0) -> np.ndarray:
         """The ``(3, 3)`` derivative of :meth:`to_followup` at a baseline point ``(3,)`` LPS mm (central differences
         ±``h_mm``, the finest level's spacing): the linear part of the affine and the field together there, a
-        lesion's local shear and stretch that a global affine misses (``extreme``: up to 0.85)."""
+        lesion's local shear and stretch that a global affine misses (the ``extreme`` scenario's motion has
+        gradients up to 0.85)."""
         c = np.asarray(center_lps_mm, float)
         steps = h_mm * np.eye(3)
         y = self.to_followup(np.concatenate([c + steps, c - steps]))

@@ -146,8 +146,8 @@ def _nodule_snap(baseline: Volume, followup: Volume, c: np.ndarray, radius_mm: f
         snap = peak >= config.snap_min_ncc and (float(np.linalg.norm(snapped - center)) >= min_move
                                                 or peak - at_frame >= min_gain)
         if snap:
-            # the confidence's NCC stays the affine frame's (in the field's, higher, it lost the confidence its
-            # ROC AUC: 0.90 -> 0.84 on the tuning nodules, docs/benchmarks.md §32)
+            # the confidence's NCC stays the affine frame's (the field's, high at wrong places too, took the ROC
+            # AUC on the extreme and large-motion tuning nodules 0.88 -> 0.81; this 0.86: docs/benchmarks.md §32)
             return snapped, (peak if frame_inv is linear_inv else
                              lesion_match(baseline, followup, c, snapped, radius_mm, linear_inv, resolution_mm)), True
     return center, at_result if small and backtrack else None, False

@@ -30,7 +30,8 @@
     a small lesion (r ≤ ``snap_max_radius_mm``) then snaps to its own template's best match within ``snap_mm``
              (:func:`~.lesion_template.snap_to_lesion`) when that match reaches ``snap_min_ncc`` and lies at least
              ``snap_min_move_mm`` away or matches ``snap_min_gain`` better than the result (otherwise the
-             registration's own point is the more precise)
+             registration's own point is the more precise); with the pair field, the template in the field's local
+             frame where that matches the result better, and ``field_frame_snap``'s move and gain
     a visible lesion larger than that whose result is doubtful (confidence below ``visible_snap``'s threshold)
              and lies off every blob of the lesion's contrast nearby moves onto the strongest such blob
              (:func:`~.visible_lesion.visible_snap`); a confident one too where the lesion is plainly not at the

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from scipy.ndimage import gaussian_filter
+from textured_ct import textured_ct
 
 from TLTTrackerLib.deformable import PairField
 from TLTTrackerLib.geometry import Volume
@@ -48,12 +48,7 @@ def test_a_nodule_in_sheared_tissue_snaps_in_the_pair_fields_frame():
     field, which knows the shape. A registration that does not move leaves the point there. In the field's frame
     the template matches the result better, and its peak is the nodule; in the affine's frame the stretched
     texture matches worse everywhere and the point stays 1.2 mm off (``field_frame_snap`` None)."""
-    rng = np.random.default_rng(5)
-    texture = gaussian_filter(rng.normal(size=(40, 80, 80)), (0.8, 1.6, 1.6))
-    hu = (-700 + 900 * texture / texture.std()).clip(-1024, 1500)
-    kk, jj, ii = np.indices(hu.shape)
-    hu[(ii - 40) ** 2 + (jj - 40) ** 2 + ((kk - 20) * 2.0) ** 2 < 4] = 60
-    baseline = Volume(hu.astype(np.int16), origin_lps_mm=[-40, -40, -40], spacing_mm=[1.0, 1.0, 2.0])
+    baseline = textured_ct(5, (40, 80, 80), (0.8, 1.6, 1.6), 2.0)
     c = baseline.index_kji_to_lps([20, 40, 40])
     shape, shift, off = np.array([[1.35, 0.15, 0.0], [0.0, 0.85, 0.0], [0.0, 0.0, 1.0]]), np.array([3.0, -2, 1]), \
         np.array([0.8, -0.7, 0.5])

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from scipy.ndimage import gaussian_filter
+from textured_ct import textured_ct
 
 from TLTTrackerLib.coarse_search import coarse_search
 from TLTTrackerLib.geometry import Volume
@@ -20,12 +20,7 @@ from TLTTrackerLib.transforms import AffineTransform
 
 def _textured_ct(seed: int = 0) -> Volume:
     """Smooth random texture (-700 ± 900 HU) with a 6 mm soft-tissue blob at index (30, 60, 60), 1×1×2 mm."""
-    rng = np.random.default_rng(seed)
-    tex = gaussian_filter(rng.normal(size=(60, 120, 120)), (1.0, 2.5, 2.5))
-    arr = (-700 + 900 * tex / tex.std()).clip(-1024, 1500)
-    kk, jj, ii = np.indices(arr.shape)
-    arr[(ii - 60) ** 2 + (jj - 60) ** 2 + ((kk - 30) * 2.0) ** 2 < 36] = 60
-    return Volume(arr.astype(np.int16), origin_lps_mm=[-60, -60, -60], spacing_mm=[1.0, 1.0, 2.0])
+    return textured_ct(seed, (60, 120, 120), (1.0, 2.5, 2.5), 6.0)
 
 
 @pytest.fixture(scope="module")

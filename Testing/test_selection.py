@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.ndimage import gaussian_filter
+from textured_ct import textured_ct
 
 from TLTTrackerLib.deformable import PairField
 from TLTTrackerLib.geometry import Volume
@@ -22,12 +22,7 @@ from TLTTrackerLib.transforms import AffineTransform
 def pair():
     """Textured CT (-700 ± 900 HU, 1×1×2 mm) with a 3 mm soft-tissue nodule at index (20, 40, 40); the follow-up
     is it translated by (3, -2, 4) mm, and a pair field that is right everywhere (u = 0 on top of the truth)."""
-    rng = np.random.default_rng(7)
-    tex = gaussian_filter(rng.normal(size=(40, 80, 80)), (1.0, 2.5, 2.5))
-    arr = (-700 + 900 * tex / tex.std()).clip(-1024, 1500)
-    kk, jj, ii = np.indices(arr.shape)
-    arr[(ii - 40) ** 2 + (jj - 40) ** 2 + ((kk - 20) * 2.0) ** 2 < 9] = 60
-    baseline = Volume(arr.astype(np.int16), origin_lps_mm=[-40, -40, -40], spacing_mm=[1.0, 1.0, 2.0])
+    baseline = textured_ct(7, (40, 80, 80), (1.0, 2.5, 2.5), 3.0)
     truth = AffineTransform(np.eye(3), np.array([3.0, -2.0, 4.0]))
     followup = warp_volume(baseline, baseline, truth.inverse())
     grid = Volume(np.zeros((12, 24, 24), np.float32), origin_lps_mm=[-48, -48, -48], spacing_mm=[4.0, 4.0, 8.0])
