@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .geometry import Volume
-from .transforms import AffineTransform
+from .transforms import AffineTransform, local_linear
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,7 @@ class PairField:
         ±``h_mm``, the finest level's spacing): the linear part of the affine and the field together there, a
         lesion's local shear and stretch that a global affine misses (the ``extreme`` scenario's motion has
         gradients up to 0.85)."""
-        c = np.asarray(center_lps_mm, float)
-        steps = h_mm * np.eye(3)
-        y = self.to_followup(np.concatenate([c + steps, c - steps]))
-        return (y[:3] - y[3:]).T / (2.0 * h_mm)
+        return local_linear(self, center_lps_mm, h_mm)
 
     def to_followup(self, points_lps_mm: np.ndarray, iterations: int = 30, tol_mm: float = 0.01) -> np.ndarray:
         """Baseline points ``(3,)`` or ``(N, 3)`` LPS mm → follow-up points: solves ``y + u(y) = T(c)``."""

@@ -44,7 +44,7 @@ from .contrast import check_monotone, draw_contrast, enhancement_change
 from .geometry import Volume
 from .lesions import Lesion
 from .resample import AIR_HU, warp_volume
-from .transforms import AffineTransform, CompositeTransform, PointTransform
+from .transforms import AffineTransform, CompositeTransform, PointTransform, local_linear
 from .synthetic_field import _gradient_norm, _largest_eigenvalue_sym3, _random_field  # noqa: F401 (re-exported)
 from .synthetic_grid import _box_in_frame, _followup_grid  # noqa: F401 (re-exported)
 from .warps import (  # noqa: F401 (re-exported)
@@ -155,10 +155,7 @@ def _affine(rng: np.random.Generator, cfg: PairConfig, center: np.ndarray) -> tu
 
 def _local_volume_ratio(forward: PointTransform, center: np.ndarray, h: float = 1.0) -> float:
     """``|det J|`` of ``forward`` at ``center`` by central differences (step ``h`` mm)."""
-    pts = center + np.concatenate([np.eye(3) * h, -np.eye(3) * h])
-    y = forward.apply(pts)
-    jac = (y[:3] - y[3:]).T / (2 * h)
-    return abs(float(np.linalg.det(jac)))
+    return abs(float(np.linalg.det(local_linear(forward, center, h))))
 
 
 def _growths(

@@ -87,6 +87,15 @@ class AffineTransform:
         return cls(np.asarray(d["matrix"]), np.asarray(d["translation_mm"]))
 
 
+def local_linear(transform: PointTransform, point_lps_mm: np.ndarray, h_mm: float = 1.0) -> np.ndarray:
+    """The ``(3, 3)`` derivative of ``transform.apply`` at a point ``(3,)`` LPS mm, by central differences of step
+    ``h_mm`` (column j: the image of a unit step along LPS axis j)."""
+    c = np.asarray(point_lps_mm, float)
+    steps = h_mm * np.eye(3)
+    y = transform.apply(np.concatenate([c + steps, c - steps]))
+    return (y[:3] - y[3:]).T / (2.0 * h_mm)
+
+
 def linear_scale(matrix: np.ndarray) -> float:
     """The isotropic scale of a linear map ``(3, 3)``: the cube root of |det| (1 for a rigid motion)."""
     return float(abs(np.linalg.det(matrix)) ** (1.0 / 3.0))

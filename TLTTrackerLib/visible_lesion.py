@@ -131,15 +131,10 @@ def _patch(volume: Volume, center_lps_mm: np.ndarray, half: int, spacing_mm: flo
     return np.clip(patch, *clip_hu), inside
 
 
-def baseline_contrast(baseline: Volume, center_lps_mm: np.ndarray, radius_mm: float,
-                      config: VisibleSnapConfig = VisibleSnapConfig()) -> tuple[float, float]:
-    """The lesion's ``(contrast, shell_std)`` HU at its baseline centre ``(3,)`` LPS mm and radius."""
-    return contrast_at(baseline, center_lps_mm, radius_mm, config)
-
-
 def contrast_at(volume: Volume, point_lps_mm: np.ndarray, ball_radius_mm: float,
                 config: VisibleSnapConfig = VisibleSnapConfig()) -> tuple[float, float]:
-    """``(contrast, shell_std)`` HU of the ball of radius ``ball_radius_mm`` at a point ``(3,)`` LPS mm."""
+    """``(contrast, shell_std)`` HU of the ball of radius ``ball_radius_mm`` at a point ``(3,)`` LPS mm (at a
+    lesion's baseline centre and radius: the lesion's own)."""
     g = _spacing(ball_radius_mm)
     half = int(np.ceil(2.2 * ball_radius_mm / g)) + 2
     contrast, shell_std = contrast_maps(_patch(volume, point_lps_mm, half, g, config.clip_hu)[0], ball_radius_mm,
@@ -207,7 +202,7 @@ def visible_snap(baseline: Volume, followup: Volume, center_lps_mm: np.ndarray, 
         return None
     if not (radius_mm > config.min_radius_mm and edge_mm >= config.min_edge_mm):
         return None
-    contrast, shell_std = baseline_contrast(baseline, center_lps_mm, radius_mm, config)
+    contrast, shell_std = contrast_at(baseline, center_lps_mm, radius_mm, config)
     if abs(contrast) < config.min_contrast_hu:
         return None
     if confident and (np.sign(contrast) * contrast_at(followup, point_lps_mm, radius_mm * scale, config)[0]

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from TLTTrackerLib.geometry import Volume
-from TLTTrackerLib.visible_lesion import (VisibleSnapConfig, baseline_contrast, contrast_maps, look_alikes,
-                                          visible_snap)
+from TLTTrackerLib.visible_lesion import VisibleSnapConfig, contrast_at, contrast_maps, look_alikes, visible_snap
 
 SPACING = 2.0
 SHAPE = (60, 60, 60)  # z, y, x: a 120 mm cube, origin at 0
@@ -38,14 +37,14 @@ def test_contrast_maps_measure_a_ball_against_its_shell():
 
 
 def test_baseline_contrast_has_the_lesions_sign_and_size():
-    contrast, shell_std = baseline_contrast(_liver([C]), C, 8.0)
+    contrast, shell_std = contrast_at(_liver([C]), C, 8.0)
     assert -45.0 < contrast < -30.0
     assert shell_std < 8.0  # the noise, averaged a little by the patch's sampling
 
 
 def test_look_alikes_find_the_moved_lesion():
     followup = _liver([MOVED], radius_mm=9.0, seed=1)
-    contrast, shell_std = baseline_contrast(_liver([C]), C, 8.0)
+    contrast, shell_std = contrast_at(_liver([C]), C, 8.0)
     found = look_alikes(followup, C, 8.0, contrast, shell_std)
     assert found, "the lesion 12 mm away was not found"
     assert np.linalg.norm(found[0].point_lps_mm - MOVED) < 2.0
@@ -82,7 +81,7 @@ def test_a_point_beside_bone_is_no_look_alike_of_itself():
     own baseline, so a dark ball in the follow-up, which is its look-alike, is not snapped to."""
     baseline = _liver([], bone_at=C + np.array([0.0, 12.0, 0.0]))
     followup = _liver([MOVED], radius_mm=6.0, contrast_hu=-56.0, seed=1)
-    contrast, shell_std = baseline_contrast(baseline, C, 6.0)
+    contrast, shell_std = contrast_at(baseline, C, 6.0)
     assert contrast < -20.0
     assert look_alikes(followup, C, 6.0, contrast, shell_std), "nothing to snap to: the test would prove nothing"
     assert visible_snap(baseline, followup, C, 6.0, C, confidence=0.4) is None
@@ -127,7 +126,7 @@ def test_nothing_is_measured_beyond_the_scan():
     this the nodule cut off by the edge would count."""
     lung = {"tissue_hu": -990.0, "contrast_hu": 900.0}
     at_edge = np.array([60.0, 60.0, 8.0])
-    contrast, shell_std = baseline_contrast(_liver([C], **lung), C, 8.0)
+    contrast, shell_std = contrast_at(_liver([C], **lung), C, 8.0)
     found = look_alikes(_liver([at_edge], seed=1, **lung), at_edge + np.array([0.0, 0.0, 6.0]), 8.0, contrast,
                         shell_std)
     half_step = 8.0 / 3.0 / 2.0  # the sub-voxel refinement moves a point by up to half a grid step
@@ -169,7 +168,7 @@ def test_a_confident_result_on_its_faded_lesion_stays_beside_a_twin(fade):
     followup.array[...] += _liver([twin], radius_mm=5.0, tissue_hu=0.0).array - _liver([], tissue_hu=0.0).array
     baseline.array[...] += texture
     followup.array[...] += texture
-    contrast, shell_std = baseline_contrast(baseline, C, 5.0)
+    contrast, shell_std = contrast_at(baseline, C, 5.0)
     found = look_alikes(followup, C, 5.0, contrast, shell_std)
     assert found and np.linalg.norm(found[0].point_lps_mm - twin) < 3.0, "no twin: the test would prove nothing"
     match = _template_match(baseline, followup, 5.0)
